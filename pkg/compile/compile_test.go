@@ -1,0 +1,112 @@
+package compile
+
+import (
+	"testing"
+
+	"github.com/cgpol/cgpol/bpf"
+	"github.com/cgpol/cgpol/pkg/policy"
+)
+
+func mustParse(t testing.TB, spec string) policy.Policy {
+	t.Helper()
+	p, _, err := policy.FromAnnotations(map[string]string{policy.KeyAllowPorts: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// allowed is what the BPF side computes: the bit for a port in a set.
+func allowed(e Entries, set uint16, port int) bool {
+	chunk, ok := e.Ports[bpf.PortKey{Set: set, Chunk: uint16(port / bpf.PortsPerChunk)}]
+	bit := port % bpf.PortsPerChunk
+	return ok && chunk.Bits[bit/64]&(1<<(bit%64)) != 0
+}
+
+func TestCompile(t *testing.T) {
+	e := Compile(mustParse(t, "tcp:80,443,udp:53,1000-1100"))
+	if e.Flags != bpf.FlagValid|bpf.FlagEgressPorts {
+		t.Errorf("flags = %#x", e.Flags)
+	}
+	// Per protocol: 80, 443 and 53 share chunk 0; 1000-1100 spans chunks 1 and 2.
+	if len(e.Ports) != 6 {
+		t.Errorf("got %d chunks, want 6: %v", len(e.Ports), e.Ports)
+	}
+	for _, c := range []struct {
+		set  uint16
+		port int
+		want bool
+	}{
+		{bpf.SetEgressTCP, 80, true}, {bpf.SetEgressUDP, 80, false},
+		{bpf.SetEgressTCP, 443, true}, {bpf.SetEgressUDP, 443, true},
+		{bpf.SetEgressUDP, 53, true}, {bpf.SetEgressTCP, 53, false},
+		{bpf.SetEgressTCP, 1000, true}, {bpf.SetEgressUDP, 1100, true},
+		{bpf.SetEgressTCP, 1101, false}, {bpf.SetEgressTCP, 0, false},
+	} {
+		if got := allowed(e, c.set, c.port); got != c.want {
+			t.Errorf("set %d port %d: allowed = %v, want %v", c.set, c.port, got, c.want)
+		}
+	}
+}
+
+func TestCompileNoPolicy(t *testing.T) {
+	e := Compile(policy.Policy{})
+	if e.Flags != bpf.FlagValid || len(e.Ports) != 0 {
+		t.Errorf("unrestricted policy compiled to %#x, %d chunks", e.Flags, len(e.Ports))
+	}
+	e = Compile(mustParse(t, ""))
+	if e.Flags != bpf.FlagValid|bpf.FlagEgressPorts || len(e.Ports) != 0 {
+		t.Errorf("allow-no-ports compiled to %#x, %d chunks", e.Flags, len(e.Ports))
+	}
+}
+
+func TestDecompileRejects(t *testing.T) {
+	if _, err := Decompile(Entries{}); err == nil {
+		t.Error("zero flags decompiled without error")
+	}
+	bad := Entries{Flags: bpf.FlagValid | bpf.FlagEgressPorts, Ports: map[bpf.PortKey]bpf.PortChunk{{Set: 9}: {}}}
+	if _, err := Decompile(bad); err == nil {
+		t.Error("unknown set decompiled without error")
+	}
+	zero := Entries{Flags: bpf.FlagValid | bpf.FlagEgressPorts, Ports: map[bpf.PortKey]bpf.PortChunk{{}: {Bits: [8]uint64{1}}}}
+	if _, err := Decompile(zero); err == nil {
+		t.Error("port 0 decompiled without error")
+	}
+}
+
+// FuzzCompile checks that the compiled bitmaps allow exactly the ports of the
+// policy, and that decompiling gives the policy back.
+func FuzzCompile(f *testing.F) {
+	for _, seed := range []string{"", "80", "tcp:1-65535", "udp:511-513,1023-1025", "tcp:80,udp:53,8000-9000"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		set, err := policy.ParsePortSet(spec)
+		if err != nil {
+			return
+		}
+		p := policy.Policy{EgressPorts: &set}
+		e := Compile(p)
+		for port := 0; port <= 65535; port++ {
+			if allowed(e, bpf.SetEgressTCP, port) != set.Contains(policy.TCP, uint16(port)) ||
+				allowed(e, bpf.SetEgressUDP, port) != set.Contains(policy.UDP, uint16(port)) {
+				t.Fatalf("%q: port %d compiled wrong", spec, port)
+			}
+		}
+		back, err := Decompile(e)
+		if err != nil || !back.Equal(p) {
+			t.Fatalf("%q decompiled to %v, %v", spec, back, err)
+		}
+	})
+}
+
+func BenchmarkCompile1000Ranges(b *testing.B) {
+	var set policy.PortSet
+	for i := range 1000 {
+		set.Add(policy.TCP, policy.PortRange{Low: uint16(1 + i*60), High: uint16(30 + i*60)})
+	}
+	p := policy.Policy{EgressPorts: &set}
+	for b.Loop() {
+		Compile(p)
+	}
+}

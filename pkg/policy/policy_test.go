@@ -1,0 +1,82 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestFromAnnotations(t *testing.T) {
+	p, found, err := FromAnnotations(map[string]string{
+		KeyAllowPorts:            "443, tcp:80",
+		"io.kubernetes.pod/name": "web",
+	})
+	if err != nil || !found {
+		t.Fatalf("FromAnnotations = %v, %v", found, err)
+	}
+	if got := p.EgressPorts.String(); got != "443,tcp:80" {
+		t.Errorf("ports = %q", got)
+	}
+
+	p, found, err = FromAnnotations(map[string]string{"other.io/x": "1"})
+	if err != nil || found || p.EgressPorts != nil {
+		t.Errorf("no cgpol keys: got %+v, %v, %v", p, found, err)
+	}
+
+	p, found, err = FromAnnotations(map[string]string{KeyAllowPorts: ""})
+	if err != nil || !found || p.EgressPorts == nil || p.EgressPorts.String() != "" {
+		t.Errorf("empty allow-ports must allow no port: %+v, %v, %v", p, found, err)
+	}
+}
+
+func TestFromAnnotationsErrors(t *testing.T) {
+	tests := []struct {
+		ann  map[string]string
+		want string
+	}{
+		{map[string]string{KeyAllowPorts: "80,x"},
+			`invalid annotation cgpol.io/allow-ports="80,x": item 2 "x": "x" is not a port number; want 1-65535`},
+		{map[string]string{KeyAllowPorts: "70000"},
+			`invalid annotation cgpol.io/allow-ports="70000": item 1 "70000": port 70000 is out of range; want 1-65535`},
+		{map[string]string{"cgpol.io/allow-port": "80"},
+			`invalid annotation cgpol.io/allow-port="80": unknown cgpol annotation; known keys: cgpol.io/allow-ports`},
+		{map[string]string{KeyAllowPorts: "80\n,x"},
+			`invalid annotation cgpol.io/allow-ports="80\n,x": item 2 "x"`},
+	}
+	for _, tt := range tests {
+		_, found, err := FromAnnotations(tt.ann)
+		var ae *AnnotationError
+		if !found || !errors.As(err, &ae) {
+			t.Errorf("FromAnnotations(%v) = %v, want an AnnotationError", tt.ann, err)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("error = %q\n want prefix %q on one line", err, tt.want)
+		}
+	}
+}
+
+func TestAnnotationErrorTruncatesLongValues(t *testing.T) {
+	long := strings.Repeat("8", 10000) + "x"
+	_, _, err := FromAnnotations(map[string]string{KeyAllowPorts: long})
+	if err == nil || len(err.Error()) > 600 {
+		t.Fatalf("error for a 10k value is %d bytes", len(err.Error()))
+	}
+}
+
+func TestPolicyRoundTrip(t *testing.T) {
+	p, _, err := FromAnnotations(map[string]string{KeyAllowPorts: "udp:53,tcp:443,80"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _, err := FromAnnotations(p.Annotations())
+	if err != nil || !again.Equal(p) {
+		t.Fatalf("round trip of %s gave %s, %v", p, again, err)
+	}
+	if got := p.String(); got != `cgpol.io/allow-ports="80,tcp:443,udp:53"` {
+		t.Errorf("String = %s", got)
+	}
+	if (Policy{}).String() != "unrestricted" {
+		t.Errorf("zero policy String = %s", Policy{})
+	}
+}
