@@ -1,0 +1,391 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/cgpol/cgpol/bpf"
+	"github.com/cgpol/cgpol/pkg/cgroup"
+	"github.com/cgpol/cgpol/pkg/compile"
+	"github.com/cgpol/cgpol/pkg/policy"
+	"github.com/cgpol/cgpol/test/testenv"
+)
+
+// These tests load the real programs into the kernel, attach them to real
+// cgroups and run a probe process in those cgroups against loopback.
+
+func setup(t *testing.T) *Objects {
+	t.Helper()
+	testenv.Privileged(t)
+	objs, err := Install(testenv.BPFFS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(objs.Close)
+	return objs
+}
+
+func attach(t *testing.T, objs *Objects, cg cgroup.Cgroup, spec string) {
+	t.Helper()
+	p, _, err := policy.FromAnnotations(map[string]string{policy.KeyAllowPorts: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.Attach(cg, compile.Compile(p), t.Name()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func addr(ip string, port int) string {
+	return netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(port)).String()
+}
+
+// expect runs one probe with every call in want and checks each result.
+func expect(t *testing.T, cg cgroup.Cgroup, want map[string]string) {
+	t.Helper()
+	var args []string
+	for call := range want {
+		var c, proto, a string
+		fmt.Sscan(call, &c, &proto, &a)
+		args = append(args, c, proto, a)
+	}
+	got := testenv.RunProbe(t, cg, args...)
+	for call, w := range want {
+		if got[call] != w {
+			t.Errorf("%s: got %q, want %q", call, got[call], w)
+		}
+	}
+}
+
+var loopbacks = []string{"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+func TestAllowPortsTCPAndUDPOverV4V6AndMapped(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	ports := testenv.FreePorts(t, 3)
+	tcpOK, udpOK, closed := ports[0], ports[1], ports[2]
+	testenv.ListenTCPPort(t, "127.0.0.1", tcpOK)
+	testenv.ListenTCPPort(t, "::1", tcpOK)
+	attach(t, objs, cg, fmt.Sprintf("tcp:%d,udp:%d", tcpOK, udpOK))
+
+	want := map[string]string{}
+	for _, ip := range loopbacks {
+		want["connect tcp "+addr(ip, tcpOK)] = "ok"
+		want["connect tcp "+addr(ip, closed)] = "EPERM"
+		want["connect tcp "+addr(ip, udpOK)] = "EPERM" // udp-only port
+		want["connect udp "+addr(ip, udpOK)] = "ok"
+		want["connect udp "+addr(ip, tcpOK)] = "EPERM" // tcp-only port
+		want["sendto udp "+addr(ip, udpOK)] = "ok"
+		want["sendto udp "+addr(ip, closed)] = "EPERM"
+		want["fastopen tcp "+addr(ip, tcpOK)] = "ok"
+		want["fastopen tcp "+addr(ip, closed)] = "EPERM"
+	}
+	expect(t, cg, want)
+
+	// The same calls from a sibling without a policy are untouched.
+	sibling := testenv.NewCgroup(t)
+	expect(t, sibling, map[string]string{
+		"connect tcp " + addr("127.0.0.1", closed): "ECONNREFUSED",
+		"sendto udp " + addr("::1", closed):        "ok",
+		"connect udp " + addr("::1", tcpOK):        "ok",
+	})
+}
+
+func TestRangesAndProtocolQualifiers(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	// Ranges around the edges of the 512-port chunks.
+	attach(t, objs, cg, "tcp:1020-1030, udp:2047-2049, 511-513")
+	verdict := map[bool]string{false: "EPERM", true: "ok"}
+	tcpVerdict := map[bool]string{false: "EPERM", true: "ECONNREFUSED"} // allowed, but nothing listens
+	want := map[string]string{}
+	for _, c := range []struct {
+		port     int
+		tcp, udp bool
+	}{
+		{510, false, false}, {511, true, true}, {512, true, true}, {513, true, true}, {514, false, false},
+		{1019, false, false}, {1020, true, false}, {1024, true, false}, {1030, true, false}, {1031, false, false},
+		{2046, false, false}, {2047, false, true}, {2048, false, true}, {2049, false, true}, {2050, false, false},
+	} {
+		want["connect tcp "+addr("127.0.0.1", c.port)] = tcpVerdict[c.tcp]
+		want["connect udp "+addr("::1", c.port)] = verdict[c.udp]
+	}
+	expect(t, cg, want)
+}
+
+func TestEmptyListDeniesEverything(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	port := testenv.ListenTCP(t, "127.0.0.1")
+	attach(t, objs, cg, "")
+	expect(t, cg, map[string]string{
+		"connect tcp " + addr("127.0.0.1", port):        "EPERM",
+		"connect udp " + addr("::1", 53):                "EPERM",
+		"sendto udp " + addr("::ffff:127.0.0.1", 53):    "EPERM",
+		"fastopen tcp " + addr("::ffff:127.0.0.1", port): "EPERM",
+	})
+}
+
+func TestChildCgroupsInheritThePolicy(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	child := testenv.NewChildCgroup(t, cg, "child")
+	grandchild := testenv.NewChildCgroup(t, child, "grandchild")
+	port := testenv.ListenTCP(t, "127.0.0.1")
+	attach(t, objs, cg, fmt.Sprintf("tcp:%d", port))
+	for _, c := range []cgroup.Cgroup{child, grandchild} {
+		expect(t, c, map[string]string{
+			"connect tcp " + addr("127.0.0.1", port):   "ok",
+			"connect tcp " + addr("127.0.0.1", port+1): "EPERM",
+			"sendto udp " + addr("::1", port):          "EPERM",
+		})
+	}
+	// A child cgroup created after the attach is covered too.
+	late := testenv.NewChildCgroup(t, cg, "late")
+	expect(t, late, map[string]string{"connect udp " + addr("127.0.0.1", port): "EPERM"})
+}
+
+func TestNestedPoliciesBothApply(t *testing.T) {
+	objs := setup(t)
+	outer := testenv.NewCgroup(t)
+	inner := testenv.NewChildCgroup(t, outer, "inner")
+	attach(t, objs, outer, "udp:1000-2000")
+	attach(t, objs, inner, "udp:1500-3000")
+	expect(t, inner, map[string]string{
+		"connect udp " + addr("::1", 1200): "EPERM", // outer allows, inner does not
+		"connect udp " + addr("::1", 1700): "ok",    // both allow
+		"connect udp " + addr("::1", 2500): "EPERM", // inner allows, outer does not
+	})
+}
+
+func TestDetachRestoresAccess(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	attach(t, objs, cg, "")
+	call := "connect udp " + addr("127.0.0.1", 9)
+	expect(t, cg, map[string]string{call: "EPERM"})
+	if err := objs.Detach(cg.ID); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cg, map[string]string{call: "ok"})
+	assertNoState(t, objs)
+	if err := objs.Detach(cg.ID); !errors.Is(err, ErrNotAttached) {
+		t.Errorf("second detach: %v, want ErrNotAttached", err)
+	}
+}
+
+func TestReattachReplacesThePolicy(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	attach(t, objs, cg, "udp:100")
+	attach(t, objs, cg, "udp:200")
+	expect(t, cg, map[string]string{
+		"connect udp " + addr("127.0.0.1", 100): "EPERM",
+		"connect udp " + addr("127.0.0.1", 200): "ok",
+	})
+	if n := countEntries(t, objs.Ports); n != 1 {
+		t.Errorf("%d policies in %s after re-attach, want 1", n, bpf.MapPorts)
+	}
+	st, err := objs.StatusOf(cg.ID)
+	if err != nil || st.Policy != `cgpol.io/allow-ports="udp:200"` {
+		t.Errorf("status policy = %q, %v", st.Policy, err)
+	}
+}
+
+// A cgroup whose hooks are linked but whose policy was never written, or
+// whose policy maps are gone, denies everything.
+func TestMissingPolicyDenies(t *testing.T) {
+	objs := setup(t)
+	call := "connect udp " + addr("127.0.0.1", 9)
+
+	unwritten := testenv.NewCgroup(t)
+	dir := objs.cgroupDir(unwritten.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.linkHooks(unwritten, dir); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, unwritten, map[string]string{call: "EPERM"})
+
+	unreadable := testenv.NewCgroup(t)
+	attach(t, objs, unreadable, "udp:9")
+	expect(t, unreadable, map[string]string{call: "ok"})
+	ref, _, err := objs.ref(unreadable.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs.dropPolicy(ref.PolicyId)
+	expect(t, unreadable, map[string]string{call: "EPERM"})
+	st, _ := objs.StatusOf(unreadable.ID)
+	if st.Problem == "" {
+		t.Error("status shows no problem for a policy with no port map")
+	}
+}
+
+func TestCountersPerHook(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	attach(t, objs, cg, "udp:53")
+	testenv.RunProbe(t, cg,
+		"connect", "udp", addr("127.0.0.1", 53), "connect", "udp", addr("127.0.0.1", 54),
+		"connect", "udp", addr("127.0.0.1", 55), "sendto", "udp", addr("::1", 53))
+	st, err := objs.StatusOf(cg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]uint64{}
+	for _, h := range st.Hooks {
+		if !h.Linked {
+			t.Errorf("hook %s not linked", h.Hook)
+		}
+		got[h.Hook] = [2]uint64{h.Allowed, h.Denied}
+	}
+	want := map[string][2]uint64{"connect4": {1, 2}, "connect6": {0, 0}, "sendmsg4": {0, 0}, "sendmsg6": {1, 0}}
+	for hook, w := range want {
+		if got[hook] != w {
+			t.Errorf("%s: allowed, denied = %v, want %v", hook, got[hook], w)
+		}
+	}
+	if st.Name != t.Name() || st.Cgroup != cg.Path {
+		t.Errorf("status names %q at %q, want %q at %q", st.Name, st.Cgroup, t.Name(), cg.Path)
+	}
+}
+
+func TestRefusesTheRootCgroup(t *testing.T) {
+	objs := setup(t)
+	root, err := cgroup.Resolve(testenv.CgroupMount(t), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = objs.Attach(root, compile.Compile(policy.Policy{}), "root")
+	if err == nil {
+		objs.Detach(root.ID)
+		t.Fatal("attached to the cgroup2 root")
+	}
+	t.Log(err)
+	assertNoState(t, objs)
+}
+
+func TestConcurrentInstallsAgree(t *testing.T) {
+	testenv.Privileged(t)
+	root := testenv.BPFFS(t)
+	var wg sync.WaitGroup
+	ids := make([]ebpf.ProgramID, 8)
+	errs := make([]error, 8)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			objs, err := Install(root)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer objs.Close()
+			ids[i] = objs.programIDs["connect4"]
+		}()
+	}
+	wg.Wait()
+	for i := range ids {
+		if errs[i] != nil {
+			t.Fatalf("install %d: %v", i, errs[i])
+		}
+		if ids[i] != ids[0] {
+			t.Errorf("install %d uses program %d, install 0 uses %d", i, ids[i], ids[0])
+		}
+	}
+	entries, _ := os.ReadDir(root)
+	if len(entries) != 1 || entries[0].Name() != bpf.ABI {
+		t.Errorf("root holds %v, want only %s", entries, bpf.ABI)
+	}
+}
+
+func TestGCReclaimsRemovedCgroups(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	kept := testenv.NewCgroup(t)
+	attach(t, objs, cg, "80")
+	attach(t, objs, kept, "443")
+	testenv.RemoveCgroup(t, cg.Dir())
+
+	// A policy that a killed attach published but never pointed at.
+	if _, err := objs.storePolicy(compile.Compile(policy.Policy{})); err != nil {
+		t.Fatal(err)
+	}
+	report, err := objs.GC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(report.Detached) != 1 || report.Detached[0] != cg.ID || report.Policies != 1 {
+		t.Errorf("gc report %+v, want cgroup %d detached and 1 policy", report, cg.ID)
+	}
+	if _, err := os.Stat(objs.cgroupDir(cg.ID)); !os.IsNotExist(err) {
+		t.Errorf("links of the removed cgroup are still pinned: %v", err)
+	}
+	if n := countEntries(t, objs.Ports); n != 1 {
+		t.Errorf("%d policies left, want 1 (the kept cgroup's)", n)
+	}
+	if n := countEntries(t, objs.Attachments); n != 1 {
+		t.Errorf("%d attachment records left, want 1", n)
+	}
+	expect(t, kept, map[string]string{"connect udp " + addr("127.0.0.1", 80): "EPERM"})
+}
+
+func TestUninstall(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	attach(t, objs, cg, "")
+	if err := Uninstall(objs.Root, false); !errors.Is(err, ErrStillAttached) {
+		t.Fatalf("uninstall with an attached cgroup: %v", err)
+	}
+	if err := Uninstall(objs.Root, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(objs.Root); !os.IsNotExist(err) {
+		t.Errorf("root still exists after uninstall: %v", err)
+	}
+	expect(t, cg, map[string]string{"connect udp " + addr("127.0.0.1", 9): "ok"})
+	if _, err := Open(objs.Root); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("open after uninstall: %v", err)
+	}
+}
+
+// assertNoState checks that no cgroup, policy or record is left.
+func assertNoState(t *testing.T, objs *Objects) {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(objs.Dir, cgroupDir))
+	if len(entries) != 0 {
+		t.Errorf("pinned cgroup dirs left: %v", entries)
+	}
+	if n := countEntries(t, objs.Ports); n != 0 {
+		t.Errorf("%d policies left", n)
+	}
+	if n := countEntries(t, objs.Attachments); n != 0 {
+		t.Errorf("%d attachment records left", n)
+	}
+}
+
+func countEntries(t *testing.T, m *ebpf.Map) int {
+	t.Helper()
+	n := 0
+	var key any // nil: the first key
+	next := make([]byte, m.KeySize())
+	for {
+		if err := m.NextKey(key, next); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return n
+			}
+			t.Fatal(err)
+		}
+		n++
+		key = append([]byte(nil), next...)
+	}
+}

@@ -1,0 +1,196 @@
+package enforce
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/cgpol/cgpol/bpf"
+	"github.com/cgpol/cgpol/pkg/cgroup"
+	"github.com/cgpol/cgpol/pkg/compile"
+)
+
+// Status is what the kernel holds for one attached cgroup.
+type Status struct {
+	CgroupID uint64       `json:"cgroup_id"`
+	Cgroup   string       `json:"cgroup"` // path in the hierarchy; empty if the cgroup is gone
+	Name     string       `json:"name,omitempty"`
+	Attached time.Time    `json:"attached,omitzero"`
+	PolicyID uint64       `json:"policy_id"`
+	Flags    uint32       `json:"flags"`
+	Policy   string       `json:"policy"` // what the kernel enforces, read back from the maps
+	Problem  string       `json:"problem,omitempty"`
+	Hooks    []HookStatus `json:"hooks"`
+}
+
+// HookStatus is one hook of an attached cgroup and its counters, summed over CPUs.
+type HookStatus struct {
+	Hook    string `json:"hook"`
+	Linked  bool   `json:"linked"`
+	Allowed uint64 `json:"allowed"`
+	Denied  uint64 `json:"denied"`
+	Audited uint64 `json:"audited"`
+}
+
+// List reports every cgroup that has links pinned, sorted by cgroup path.
+func (o *Objects) List() ([]Status, error) {
+	mount, err := cgroup.Mount()
+	if err != nil {
+		return nil, err
+	}
+	ids, err := o.attachedIDs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Status, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, o.status(mount, id))
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		return cmp.Or(cmp.Compare(a.Cgroup, b.Cgroup), cmp.Compare(a.CgroupID, b.CgroupID))
+	})
+	return out, nil
+}
+
+// StatusOf reports one cgroup.
+func (o *Objects) StatusOf(id uint64) (Status, error) {
+	if _, err := os.Stat(o.cgroupDir(id)); err != nil {
+		return Status{}, fmt.Errorf("cgroup %d: %w", id, ErrNotAttached)
+	}
+	mount, err := cgroup.Mount()
+	if err != nil {
+		return Status{}, err
+	}
+	return o.status(mount, id), nil
+}
+
+// attachedIDs lists the cgroups that have a directory of pinned links.
+func (o *Objects) attachedIDs() ([]uint64, error) {
+	entries, err := os.ReadDir(filepath.Join(o.Dir, cgroupDir))
+	if err != nil {
+		return nil, fmt.Errorf("list attached cgroups: %w", err)
+	}
+	var ids []uint64
+	for _, e := range entries {
+		if id, err := strconv.ParseUint(e.Name(), 10, 64); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func (o *Objects) status(mount string, id uint64) Status {
+	s := Status{CgroupID: id}
+	if cg, err := cgroup.ByID(mount, id); err == nil {
+		s.Cgroup = cg.Path
+	}
+	var meta bpf.Attachment
+	if o.Attachments.Lookup(id, &meta) == nil {
+		s.Name = cString(meta.Name[:])
+		s.Attached = time.Unix(0, int64(meta.AttachedUnixNs))
+	}
+	for _, h := range bpf.Hooks {
+		hs := HookStatus{Hook: h.Name, Linked: o.linkLive(filepath.Join(o.cgroupDir(id), h.Name), id)}
+		var perCPU []bpf.HookCounters
+		if err := o.Counters.Lookup(bpf.CounterKey{CgroupInodeId: id, AttachType: uint32(h.Attach)}, &perCPU); err == nil {
+			for _, c := range perCPU {
+				hs.Allowed += c.Allowed
+				hs.Denied += c.Denied
+				hs.Audited += c.Audited
+			}
+		}
+		s.Hooks = append(s.Hooks, hs)
+	}
+	ref, linked, err := o.ref(id)
+	switch {
+	case err != nil:
+		s.Problem = err.Error()
+	case !linked:
+		s.Problem = "no hook is linked: the cgroup is gone or the attach did not finish (cgpol gc reclaims it)"
+	default:
+		s.PolicyID, s.Flags = ref.PolicyId, ref.Flags
+		p, err := o.readPolicy(ref)
+		if err != nil {
+			s.Problem = err.Error()
+			s.Policy = "deny all"
+		} else {
+			s.Policy = p
+		}
+	}
+	return s
+}
+
+// linkLive reports whether pin holds a link that is still attached to id.
+func (o *Objects) linkLive(pin string, id uint64) bool {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		return false
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	cg := info.Cgroup()
+	return cg != nil && cg.CgroupId == id
+}
+
+// readPolicy reads back the policy that the kernel enforces for a ref.
+func (o *Objects) readPolicy(ref bpf.Ref) (string, error) {
+	if ref.Flags&bpf.FlagValid == 0 {
+		return "", errors.New("the policy was never written (attach did not finish): every call is denied")
+	}
+	e := compile.Entries{Flags: ref.Flags, Ports: map[bpf.PortKey]bpf.PortChunk{}}
+	ports, err := o.portMap(ref.PolicyId)
+	if err != nil {
+		return "", err
+	}
+	defer ports.Close()
+	var key bpf.PortKey
+	var chunk bpf.PortChunk
+	iter := ports.Iterate()
+	for iter.Next(&key, &chunk) {
+		e.Ports[key] = chunk
+	}
+	if err := iter.Err(); err != nil {
+		return "", fmt.Errorf("read port map: %w", err)
+	}
+	p, err := compile.Decompile(e)
+	if err != nil {
+		return "", err
+	}
+	return p.String(), nil
+}
+
+// portMap opens the port map of a policy.
+func (o *Objects) portMap(policyID uint64) (*ebpf.Map, error) {
+	var innerID ebpf.MapID
+	if err := o.Ports.Lookup(policyID, &innerID); err != nil {
+		return nil, fmt.Errorf("policy %#x has no port map, so every call is denied: %w", policyID, err)
+	}
+	m, err := ebpf.NewMapFromID(innerID)
+	if err != nil {
+		return nil, fmt.Errorf("open port map of policy %#x: %w", policyID, err)
+	}
+	return m, nil
+}
+
+func cString(b []int8) string {
+	raw := make([]byte, len(b))
+	for i, c := range b {
+		raw[i] = byte(c)
+	}
+	if i := bytes.IndexByte(raw, 0); i >= 0 {
+		raw = raw[:i]
+	}
+	return string(raw)
+}
