@@ -126,9 +126,9 @@ func TestEmptyListDeniesEverything(t *testing.T) {
 	port := testenv.ListenTCP(t, "127.0.0.1")
 	attach(t, objs, cg, "")
 	expect(t, cg, map[string]string{
-		"connect tcp " + addr("127.0.0.1", port):        "EPERM",
-		"connect udp " + addr("::1", 53):                "EPERM",
-		"sendto udp " + addr("::ffff:127.0.0.1", 53):    "EPERM",
+		"connect tcp " + addr("127.0.0.1", port):         "EPERM",
+		"connect udp " + addr("::1", 53):                 "EPERM",
+		"sendto udp " + addr("::ffff:127.0.0.1", 53):     "EPERM",
 		"fastopen tcp " + addr("::ffff:127.0.0.1", port): "EPERM",
 	})
 }
