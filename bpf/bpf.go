@@ -5,7 +5,7 @@
 // so that building cgpol needs no clang.
 package bpf
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target bpfel -type cgpol_ref -type cgpol_hook_counters -type cgpol_port_key -type cgpol_port_chunk -type cgpol_attachment -type bpf_cgroup_storage_key -type cgpol_flag -type cgpol_port_set -type cgpol_hook bpf cgpol.bpf.c -- -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -g -Wall -Werror
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target bpfel -type cgpol_ref -type cgpol_policy -type cgpol_hook_counters -type cgpol_attachment -type bpf_cgroup_storage_key -type cgpol_flag -type cgpol_port_set -type cgpol_hook bpf cgpol.bpf.c -- -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -g -Wall -Werror
 
 import "github.com/cilium/ebpf"
 
@@ -16,41 +16,36 @@ const ABI = "v1"
 
 // Types shared with the C side, generated from cgpol.h.
 type (
-	// Ref is the cgroup storage value: the policy of an attached cgroup.
+	// Ref is the cgroup storage value: the slot of an attached cgroup.
 	Ref = bpfCgpolRef
+	// Policy is a slot's policy: flags and port bitmaps.
+	Policy = bpfCgpolPolicy
 	// HookCounters are one CPU's counters for an attached cgroup and hook.
 	HookCounters = bpfCgpolHookCounters
 	// CounterKey addresses HookCounters: a cgroup id and an attach type.
 	CounterKey = bpfBpfCgroupStorageKey
-	// PortKey addresses a chunk of a port set in a policy's port map.
-	PortKey = bpfCgpolPortKey
-	// PortChunk is a bitmap of PortsPerChunk ports.
-	PortChunk = bpfCgpolPortChunk
 	// Attachment is what userspace records about an attached cgroup.
 	Attachment = bpfCgpolAttachment
 )
 
-// Policy flags (struct cgpol_ref.flags).
+// Policy flags (struct cgpol_policy.flags).
 const (
-	FlagValid       = uint32(bpfCgpolFlagCGPOL_F_VALID)
 	FlagEgressPorts = uint32(bpfCgpolFlagCGPOL_F_EGRESS_PORTS)
 	FlagAudit       = uint32(bpfCgpolFlagCGPOL_F_AUDIT)
 )
 
-// Port sets in a policy's port map.
+// Port sets: the first index of Policy.Ports.
 const (
-	SetEgressTCP = uint16(bpfCgpolPortSetCGPOL_SET_EGRESS_TCP)
-	SetEgressUDP = uint16(bpfCgpolPortSetCGPOL_SET_EGRESS_UDP)
+	SetEgressTCP = int(bpfCgpolPortSetCGPOL_SET_EGRESS_TCP)
+	SetEgressUDP = int(bpfCgpolPortSetCGPOL_SET_EGRESS_UDP)
 )
-
-// PortsPerChunk is the number of ports in one PortChunk.
-const PortsPerChunk = len(PortChunk{}.Bits) * 64
 
 // Map names, as bpftool shows them and as they are pinned.
 const (
 	MapRefs        = "cgpol_refs"
 	MapCounters    = "cgpol_counters"
-	MapPorts       = "cgpol_ports"
+	MapPolicies    = "cgpol_policies"
+	MapSlots       = "cgpol_slots"
 	MapAttachments = "cgpol_meta"
 )
 

@@ -23,15 +23,16 @@ type bpfBpfCgroupStorageKey struct {
 type bpfCgpolAttachment struct {
 	_              structs.HostLayout
 	AttachedUnixNs uint64
+	Slot           uint32
+	Reserved       uint32
 	Name           [112]int8
 }
 
 type bpfCgpolFlag uint32
 
 const (
-	bpfCgpolFlagCGPOL_F_VALID        bpfCgpolFlag = 1
-	bpfCgpolFlagCGPOL_F_EGRESS_PORTS bpfCgpolFlag = 2
-	bpfCgpolFlagCGPOL_F_AUDIT        bpfCgpolFlag = 4
+	bpfCgpolFlagCGPOL_F_EGRESS_PORTS bpfCgpolFlag = 1
+	bpfCgpolFlagCGPOL_F_AUDIT        bpfCgpolFlag = 2
 )
 
 type bpfCgpolHook uint32
@@ -51,15 +52,13 @@ type bpfCgpolHookCounters struct {
 	Reserved uint64
 }
 
-type bpfCgpolPortChunk struct {
-	_    structs.HostLayout
-	Bits [8]uint64
-}
-
-type bpfCgpolPortKey struct {
-	_     structs.HostLayout
-	Set   uint16
-	Chunk uint16
+type bpfCgpolPolicy struct {
+	_        structs.HostLayout
+	CgroupId uint64
+	PolicyId uint64
+	Flags    uint32
+	Reserved uint32
+	Ports    [2][1024]uint64
 }
 
 type bpfCgpolPortSet uint32
@@ -67,14 +66,14 @@ type bpfCgpolPortSet uint32
 const (
 	bpfCgpolPortSetCGPOL_SET_EGRESS_TCP bpfCgpolPortSet = 0
 	bpfCgpolPortSetCGPOL_SET_EGRESS_UDP bpfCgpolPortSet = 1
+	bpfCgpolPortSetCGPOL_PORT_SETS      bpfCgpolPortSet = 2
 )
 
 type bpfCgpolRef struct {
 	_        structs.HostLayout
-	PolicyId uint64
-	CgroupId uint64
-	Flags    uint32
+	Slot     uint32
 	Reserved uint32
+	CgroupId uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -83,8 +82,9 @@ type bpfCgpolRef struct {
 const (
 	bpfMapCgpolCounters  = "cgpol_counters"
 	bpfMapCgpolMeta      = "cgpol_meta"
-	bpfMapCgpolPorts     = "cgpol_ports"
+	bpfMapCgpolPolicies  = "cgpol_policies"
 	bpfMapCgpolRefs      = "cgpol_refs"
+	bpfMapCgpolSlots     = "cgpol_slots"
 	bpfProgCgpolConnect4 = "cgpol_connect4"
 	bpfProgCgpolConnect6 = "cgpol_connect6"
 	bpfProgCgpolSendmsg4 = "cgpol_sendmsg4"
@@ -145,8 +145,9 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	CgpolCounters *ebpf.MapSpec `ebpf:"cgpol_counters"`
 	CgpolMeta     *ebpf.MapSpec `ebpf:"cgpol_meta"`
-	CgpolPorts    *ebpf.MapSpec `ebpf:"cgpol_ports"`
+	CgpolPolicies *ebpf.MapSpec `ebpf:"cgpol_policies"`
 	CgpolRefs     *ebpf.MapSpec `ebpf:"cgpol_refs"`
+	CgpolSlots    *ebpf.MapSpec `ebpf:"cgpol_slots"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -177,16 +178,18 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	CgpolCounters *ebpf.Map `ebpf:"cgpol_counters"`
 	CgpolMeta     *ebpf.Map `ebpf:"cgpol_meta"`
-	CgpolPorts    *ebpf.Map `ebpf:"cgpol_ports"`
+	CgpolPolicies *ebpf.Map `ebpf:"cgpol_policies"`
 	CgpolRefs     *ebpf.Map `ebpf:"cgpol_refs"`
+	CgpolSlots    *ebpf.Map `ebpf:"cgpol_slots"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.CgpolCounters,
 		m.CgpolMeta,
-		m.CgpolPorts,
+		m.CgpolPolicies,
 		m.CgpolRefs,
+		m.CgpolSlots,
 	)
 }
 

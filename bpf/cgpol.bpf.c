@@ -21,7 +21,7 @@
 #define VERDICT_DENY 0
 #define VERDICT_ALLOW 1
 
-/* Which policy each attached cgroup has. Zeroed at attach: deny. */
+/* Which slot each attached cgroup has. Zeroed at attach: deny. */
 struct {
 	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
 	__type(key, __u64);
@@ -36,26 +36,34 @@ struct {
 } cgpol_counters SEC(".maps");
 
 /*
- * policy id -> that policy's port map. Each policy gets its own inner map,
- * sized to fit; deleting the entry frees it.
+ * slot -> a one-element array holding that slot's policy. Every inner array
+ * has the same shape, so the verifier inlines both lookups.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, CGPOL_MAX_CGROUPS);
+	__type(key, __u32);
 	__array(values, struct {
-		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(type, BPF_MAP_TYPE_ARRAY);
 		__uint(max_entries, 1);
-		__type(key, struct cgpol_port_key);
-		__type(value, struct cgpol_port_chunk);
+		__type(key, __u32);
+		__type(value, struct cgpol_policy);
 	});
-} cgpol_ports SEC(".maps");
+} cgpol_policies SEC(".maps");
 
-/* cgroup id -> name and time of attachment, for status and events. */
+/* slot -> the cgroup that claimed it. Only userspace uses it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, CGPOL_MAX_CGROUPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u64);
+} cgpol_slots SEC(".maps");
+
+/* cgroup id -> name and time of attachment. Only userspace uses it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CGPOL_MAX_CGROUPS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct cgpol_attachment);
@@ -66,19 +74,30 @@ struct {
  * bpf2go finds them. The section is not a data section: nothing is loaded.
  */
 #define BTF_TYPE(type, name) type name __attribute__((section(".cgpol.btf_types"), used))
-BTF_TYPE(struct cgpol_port_key, btf_port_key);
-BTF_TYPE(struct cgpol_port_chunk, btf_port_chunk);
+BTF_TYPE(struct cgpol_policy, btf_policy);
 BTF_TYPE(enum cgpol_flag, btf_flag);
 BTF_TYPE(enum cgpol_port_set, btf_port_set);
 BTF_TYPE(enum cgpol_hook, btf_hook);
 
-static __always_inline bool port_in_set(void *ports, __u16 set, __u16 port)
+/* The policy of the cgroup that a program runs for, or NULL: deny. */
+static __always_inline const struct cgpol_policy *current_policy(void)
 {
-	struct cgpol_port_key key = { .set = set, .chunk = port / CGPOL_PORTS_PER_CHUNK };
-	struct cgpol_port_chunk *chunk = bpf_map_lookup_elem(ports, &key);
-	__u32 bit = port % CGPOL_PORTS_PER_CHUNK;
+	const struct cgpol_ref *ref = bpf_get_local_storage(&cgpol_refs, 0);
+	__u32 slot = ref->slot - 1; /* slot 0 wraps around and finds nothing */
+	__u32 zero = 0;
 
-	return chunk && (chunk->bits[bit / 64] >> (bit % 64)) & 1;
+	void *inner = bpf_map_lookup_elem(&cgpol_policies, &slot);
+	if (!inner)
+		return NULL;
+	const struct cgpol_policy *policy = bpf_map_lookup_elem(inner, &zero);
+	if (!policy || policy->cgroup_id != ref->cgroup_id)
+		return NULL;
+	return policy;
+}
+
+static __always_inline bool port_in_set(const struct cgpol_policy *policy, int set, __u16 port)
+{
+	return (policy->ports[set][port / 64] >> (port % 64)) & 1;
 }
 
 /* The port set that a socket's protocol is checked against, or -1. */
@@ -95,24 +114,20 @@ static __always_inline int egress_port_set(__u32 protocol)
  * The egress verdict for a destination port. Only the port matters so far,
  * so an IPv4-mapped IPv6 destination gets the verdict of its IPv4 form.
  */
-static __always_inline int egress_verdict(const struct cgpol_ref *ref, __u32 protocol, __u16 dport)
+static __always_inline int egress_verdict(const struct cgpol_policy *policy, __u32 protocol, __u16 dport)
 {
-	if (!(ref->flags & CGPOL_F_VALID))
+	if (!policy)
 		return VERDICT_DENY;
-	if (!(ref->flags & CGPOL_F_EGRESS_PORTS))
+	if (!(policy->flags & CGPOL_F_EGRESS_PORTS))
 		return VERDICT_ALLOW;
-
 	int set = egress_port_set(protocol);
 	if (set < 0)
 		return VERDICT_DENY; /* an allowlist of TCP/UDP ports admits nothing else */
-
-	void *ports = bpf_map_lookup_elem(&cgpol_ports, &ref->policy_id);
-	if (!ports)
-		return VERDICT_DENY;
-	return port_in_set(ports, set, dport) ? VERDICT_ALLOW : VERDICT_DENY;
+	return port_in_set(policy, set, dport) ? VERDICT_ALLOW : VERDICT_DENY;
 }
 
-static __always_inline int count(int verdict, const struct cgpol_ref *ref)
+/* Counts a verdict and returns what the hook returns: 1 allows, 0 fails with EPERM. */
+static __always_inline int count(int verdict, const struct cgpol_policy *policy)
 {
 	struct cgpol_hook_counters *c = bpf_get_local_storage(&cgpol_counters, 0);
 
@@ -120,7 +135,7 @@ static __always_inline int count(int verdict, const struct cgpol_ref *ref)
 		__sync_fetch_and_add(&c->allowed, 1);
 		return 1;
 	}
-	if (ref->flags & CGPOL_F_AUDIT) {
+	if (policy && (policy->flags & CGPOL_F_AUDIT)) {
 		__sync_fetch_and_add(&c->audited, 1);
 		return 1;
 	}
@@ -128,13 +143,13 @@ static __always_inline int count(int verdict, const struct cgpol_ref *ref)
 	return 0;
 }
 
-/* Shared body of connect4/6 and sendmsg4/6. Returning 0 fails the call with EPERM. */
+/* Shared body of connect4/6 and sendmsg4/6. */
 static __always_inline int egress(struct bpf_sock_addr *ctx)
 {
-	struct cgpol_ref *ref = bpf_get_local_storage(&cgpol_refs, 0);
+	const struct cgpol_policy *policy = current_policy();
 	__u16 dport = bpf_ntohs((__u16)ctx->user_port);
 
-	return count(egress_verdict(ref, ctx->protocol, dport), ref);
+	return count(egress_verdict(policy, ctx->protocol, dport), policy);
 }
 
 SEC("cgroup/connect4")

@@ -4,27 +4,32 @@
  * bpf2go (-type), so each layout is written once, here.
  *
  * Layout of a decision:
- *   cgroup storage (cgpol_refs)       which policy the attached cgroup has
- *   cgpol_ports[policy_id]            that policy's port sets (inner hash)
- *   inner[{set, port / 512}]          a 512-bit chunk of allowed ports
- * Every step is one O(1) lookup. A missing step denies.
+ *   cgroup storage (cgpol_refs)     the attached cgroup's slot, written once
+ *   cgpol_policies[slot]            that slot's policy map (array of maps)
+ *   inner[0]                        struct cgpol_policy: flags and port bitmaps
+ * Both array lookups are inlined by the verifier; the port check is one bit
+ * test. Any missing step denies. Replacing a policy swaps cgpol_policies[slot]
+ * in one update, so a reader sees the old policy or the new one, never a mix.
  */
 #ifndef CGPOL_H
 #define CGPOL_H
 
 #include <linux/types.h>
 
-/* Policy flags, kept in struct cgpol_ref next to the policy id. */
+/* How many cgroups can have a policy at once: the slots of cgpol_policies. */
+#define CGPOL_MAX_CGROUPS 16384
+
+/* Policy flags (struct cgpol_policy.flags). */
 enum cgpol_flag {
-	CGPOL_F_VALID = 1 << 0,     /* the cgroup has a complete policy; unset denies all */
-	CGPOL_F_EGRESS_PORTS = 1 << 1, /* destination ports are allowlisted */
-	CGPOL_F_AUDIT = 1 << 2,     /* count and report denials, but allow */
+	CGPOL_F_EGRESS_PORTS = 1 << 0, /* destination ports are allowlisted */
+	CGPOL_F_AUDIT = 1 << 1,        /* count and report denials, but allow */
 };
 
-/* Port sets inside one policy's inner map. */
+/* Port sets, each a bitmap of all 65536 ports. */
 enum cgpol_port_set {
 	CGPOL_SET_EGRESS_TCP = 0,
 	CGPOL_SET_EGRESS_UDP = 1,
+	CGPOL_PORT_SETS = 2,
 };
 
 /* Hooks, in the order that counters and events name them. */
@@ -36,16 +41,23 @@ enum cgpol_hook {
 };
 
 /*
- * The value of the cgroup storage: one per attached cgroup, shared by all of
- * its hooks. The kernel creates it zeroed when the first hook is attached,
- * which denies everything until cgpol writes the policy in. An update
- * replaces the whole value at once (RCU), so a reader never sees half of it.
+ * The cgroup storage value, one per attached cgroup, shared by its hooks.
+ * The kernel creates it zeroed when the first hook is linked: slot 0 means
+ * no policy, which denies. cgpol writes it once, after linking every hook.
  */
 struct cgpol_ref {
-	__u64 policy_id;  /* key into cgpol_ports and later per-policy maps */
-	__u64 cgroup_id;  /* the attached cgroup, for events and status */
+	__u32 slot;       /* index into cgpol_policies, plus one */
+	__u32 _reserved;
+	__u64 cgroup_id;  /* the attached cgroup */
+};
+
+/* A policy: the one value of a slot's inner array. */
+struct cgpol_policy {
+	__u64 cgroup_id;  /* owner; a ref naming another cgroup is denied */
+	__u64 policy_id;  /* reserved for per-policy maps keyed by policy */
 	__u32 flags;      /* enum cgpol_flag */
 	__u32 _reserved;
+	__u64 ports[CGPOL_PORT_SETS][65536 / 64]; /* bit p%64 of word p/64: port p allowed */
 };
 
 /* Per-CPU counters, one set per attached cgroup and hook. */
@@ -56,22 +68,11 @@ struct cgpol_hook_counters {
 	__u64 _reserved;
 };
 
-/* Key of a policy's inner port map: a port set and a chunk of 512 ports. */
-struct cgpol_port_key {
-	__u16 set;        /* enum cgpol_port_set */
-	__u16 chunk;      /* port / CGPOL_PORTS_PER_CHUNK */
-};
-
-#define CGPOL_PORTS_PER_CHUNK 512
-
-/* Value of the inner port map: bit (port % 512) set means allowed. */
-struct cgpol_port_chunk {
-	__u64 bits[CGPOL_PORTS_PER_CHUNK / 64];
-};
-
 /* What userspace remembers about an attachment; BPF never reads it. */
 struct cgpol_attachment {
 	__u64 attached_unix_ns;
+	__u32 slot;       /* the slot claimed for the cgroup, plus one */
+	__u32 _reserved;
 	char name[112];   /* container or unit name, NUL-terminated */
 };
 

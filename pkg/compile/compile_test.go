@@ -17,23 +17,17 @@ func mustParse(t testing.TB, spec string) policy.Policy {
 }
 
 // allowed is what the BPF side computes: the bit for a port in a set.
-func allowed(e Entries, set uint16, port int) bool {
-	chunk, ok := e.Ports[bpf.PortKey{Set: set, Chunk: uint16(port / bpf.PortsPerChunk)}]
-	bit := port % bpf.PortsPerChunk
-	return ok && chunk.Bits[bit/64]&(1<<(bit%64)) != 0
+func allowed(e *Entries, set int, port int) bool {
+	return e.Policy.Ports[set][port/64]&(1<<(port%64)) != 0
 }
 
 func TestCompile(t *testing.T) {
-	e := Compile(mustParse(t, "tcp:80,443,udp:53,1000-1100"))
-	if e.Flags != bpf.FlagValid|bpf.FlagEgressPorts {
-		t.Errorf("flags = %#x", e.Flags)
-	}
-	// Per protocol: 80, 443 and 53 share chunk 0; 1000-1100 spans chunks 1 and 2.
-	if len(e.Ports) != 6 {
-		t.Errorf("got %d chunks, want 6: %v", len(e.Ports), e.Ports)
+	e := Compile(mustParse(t, "tcp:80,443,udp:53,1000-1100,tcp:65535"))
+	if e.Policy.Flags != bpf.FlagEgressPorts {
+		t.Errorf("flags = %#x", e.Policy.Flags)
 	}
 	for _, c := range []struct {
-		set  uint16
+		set  int
 		port int
 		want bool
 	}{
@@ -42,6 +36,7 @@ func TestCompile(t *testing.T) {
 		{bpf.SetEgressUDP, 53, true}, {bpf.SetEgressTCP, 53, false},
 		{bpf.SetEgressTCP, 1000, true}, {bpf.SetEgressUDP, 1100, true},
 		{bpf.SetEgressTCP, 1101, false}, {bpf.SetEgressTCP, 0, false},
+		{bpf.SetEgressTCP, 65535, true}, {bpf.SetEgressUDP, 65535, false},
 	} {
 		if got := allowed(e, c.set, c.port); got != c.want {
 			t.Errorf("set %d port %d: allowed = %v, want %v", c.set, c.port, got, c.want)
@@ -50,26 +45,29 @@ func TestCompile(t *testing.T) {
 }
 
 func TestCompileNoPolicy(t *testing.T) {
-	e := Compile(policy.Policy{})
-	if e.Flags != bpf.FlagValid || len(e.Ports) != 0 {
-		t.Errorf("unrestricted policy compiled to %#x, %d chunks", e.Flags, len(e.Ports))
+	if e := Compile(policy.Policy{}); e.Policy.Flags != 0 || e.Policy.Ports != [2][1024]uint64{} {
+		t.Errorf("unrestricted policy compiled to flags %#x with ports set", e.Policy.Flags)
 	}
-	e = Compile(mustParse(t, ""))
-	if e.Flags != bpf.FlagValid|bpf.FlagEgressPorts || len(e.Ports) != 0 {
-		t.Errorf("allow-no-ports compiled to %#x, %d chunks", e.Flags, len(e.Ports))
+	if e := Compile(mustParse(t, "")); e.Policy.Flags != bpf.FlagEgressPorts || e.Policy.Ports != [2][1024]uint64{} {
+		t.Errorf("allow-no-ports compiled to flags %#x with ports set", e.Policy.Flags)
 	}
 }
 
 func TestDecompileRejects(t *testing.T) {
-	if _, err := Decompile(Entries{}); err == nil {
-		t.Error("zero flags decompiled without error")
+	var e Entries
+	e.Policy.Flags = 1 << 30
+	if _, err := Decompile(&e); err == nil {
+		t.Error("unknown flag decompiled without error")
 	}
-	bad := Entries{Flags: bpf.FlagValid | bpf.FlagEgressPorts, Ports: map[bpf.PortKey]bpf.PortChunk{{Set: 9}: {}}}
-	if _, err := Decompile(bad); err == nil {
-		t.Error("unknown set decompiled without error")
+	e = Entries{}
+	e.Policy.Ports[0][3] = 1
+	if _, err := Decompile(&e); err == nil {
+		t.Error("bitmap without the ports flag decompiled without error")
 	}
-	zero := Entries{Flags: bpf.FlagValid | bpf.FlagEgressPorts, Ports: map[bpf.PortKey]bpf.PortChunk{{}: {Bits: [8]uint64{1}}}}
-	if _, err := Decompile(zero); err == nil {
+	e = Entries{}
+	e.Policy.Flags = bpf.FlagEgressPorts
+	e.Policy.Ports[bpf.SetEgressUDP][0] = 1
+	if _, err := Decompile(&e); err == nil {
 		t.Error("port 0 decompiled without error")
 	}
 }
@@ -77,7 +75,7 @@ func TestDecompileRejects(t *testing.T) {
 // FuzzCompile checks that the compiled bitmaps allow exactly the ports of the
 // policy, and that decompiling gives the policy back.
 func FuzzCompile(f *testing.F) {
-	for _, seed := range []string{"", "80", "tcp:1-65535", "udp:511-513,1023-1025", "tcp:80,udp:53,8000-9000"} {
+	for _, seed := range []string{"", "80", "tcp:1-65535", "udp:63-65,127-129,1023-1025", "tcp:80,udp:53,8000-9000"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, spec string) {

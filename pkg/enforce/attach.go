@@ -1,14 +1,14 @@
 package enforce
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -25,17 +25,19 @@ var ErrNotAttached = errors.New("no cgpol policy is attached")
 // Attach enforces the compiled policy e on cg, replacing the policy that cg
 // had, if any. name labels the attachment in status and events.
 //
-// The steps are ordered so that a cgpol killed at any instant never leaves
-// cg less restricted than the policy it had and the one asked for:
-//  1. the new policy's port map is filled and published under a fresh id;
-//  2. every hook is linked to cg. The kernel creates cg's storage zeroed, and
-//     a zeroed storage denies everything, so a hook that is linked but not
-//     yet pointed at a policy denies;
-//  3. cg's storage is pointed at the new policy, in one atomic update;
-//  4. the old policy is dropped.
+// A cgroup's first attach runs these steps, ordered so that a cgpol killed
+// at any instant never leaves cg less restricted than the policy asked for:
+//  1. claim a free slot (create-only, so no two cgroups ever share one) and
+//     fill it with the policy, owned by cg;
+//  2. link every hook to cg. The kernel creates cg's storage zeroed, which
+//     names no slot and so denies everything: a hook that is linked but not
+//     yet pointed at the slot denies;
+//  3. point cg's storage at the slot.
 //
-// gc reclaims a policy published in step 1 that step 3 never pointed at.
-func (o *Objects) Attach(cg cgroup.Cgroup, e compile.Entries, name string) error {
+// Any later attach replaces the slot's policy in one update, so every call
+// is judged by the old policy or the new one, never a mix. gc releases a
+// slot whose attach was killed before step 3.
+func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, name string) error {
 	if err := cgroup.CheckAttachable(cg); err != nil {
 		return err
 	}
@@ -54,34 +56,44 @@ func (o *Objects) Attach(cg cgroup.Cgroup, e compile.Entries, name string) error
 	}
 	defer cgLock.Unlock()
 
-	old, wasAttached, err := o.ref(cg.ID)
+	policy := e.Policy
+	policy.CgroupId = cg.ID
+	ref, linked, err := o.ref(cg.ID)
 	if err != nil {
 		return fmt.Errorf("attach %s: %w", cg, err)
 	}
-	policyID, err := o.storePolicy(e)
+	if linked && ref.Slot != 0 && o.slotOwner(ref.Slot-1) == cg.ID {
+		if err := o.fillSlot(ref.Slot-1, &policy); err != nil {
+			return fmt.Errorf("attach %s: %w", cg, err)
+		}
+		if err := o.linkHooks(cg, dir); err != nil { // relink a hook whose pin was removed
+			return err
+		}
+		return o.record(cg.ID, ref.Slot-1, name)
+	}
+
+	slot, err := o.claimSlot(cg.ID)
 	if err != nil {
 		return fmt.Errorf("attach %s: %w", cg, err)
+	}
+	if err := o.fillSlot(slot, &policy); err != nil {
+		o.releaseSlot(slot)
+		return fmt.Errorf("attach %s: %w", cg, err)
+	}
+	if err := o.record(cg.ID, slot, name); err != nil {
+		o.releaseSlot(slot)
+		return err
 	}
 	if err := o.linkHooks(cg, dir); err != nil {
-		o.dropPolicy(policyID)
-		if !wasAttached {
+		o.releaseSlot(slot)
+		if !linked {
 			o.unlinkHooks(cg.ID) // leave cg as it was
+			o.Attachments.Delete(cg.ID)
 		}
 		return err
 	}
-	ref := bpf.Ref{PolicyId: policyID, CgroupId: cg.ID, Flags: e.Flags}
-	if err := o.Refs.Update(cg.ID, ref, ebpf.UpdateExist); err != nil {
-		o.dropPolicy(policyID)
-		return fmt.Errorf("attach %s: set policy: %w", cg, err)
-	}
-	var meta bpf.Attachment
-	meta.AttachedUnixNs = uint64(time.Now().UnixNano())
-	copyName(&meta, name)
-	if err := o.Attachments.Put(cg.ID, meta); err != nil {
-		return fmt.Errorf("attach %s: record name: %w", cg, err)
-	}
-	if wasAttached && old.PolicyId != policyID {
-		o.dropPolicy(old.PolicyId)
+	if err := o.Refs.Update(cg.ID, bpf.Ref{Slot: slot + 1, CgroupId: cg.ID}, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("attach %s: point the cgroup at its policy: %w", cg, err)
 	}
 	return nil
 }
@@ -98,72 +110,81 @@ func (o *Objects) ref(id uint64) (ref bpf.Ref, ok bool, err error) {
 		return bpf.Ref{}, false, nil
 	}
 	if err != nil {
-		return bpf.Ref{}, false, fmt.Errorf("read policy of cgroup %d: %w", id, err)
+		return bpf.Ref{}, false, fmt.Errorf("read the policy slot of cgroup %d: %w", id, err)
 	}
 	return ref, true, nil
 }
 
-// portMapSpec describes a policy's port map; it must match the inner map of
-// cgpol_ports in everything but size.
-func portMapSpec(entries int) *ebpf.MapSpec {
-	return &ebpf.MapSpec{
-		Name:       "cgpol_portset",
-		Type:       ebpf.Hash,
-		KeySize:    uint32(binary.Size(bpf.PortKey{})),
-		ValueSize:  uint32(binary.Size(bpf.PortChunk{})),
-		MaxEntries: uint32(max(1, entries)),
+// claimSlot claims a free slot for a cgroup. A claim is create-only, so two
+// cgpol processes never get the same slot.
+func (o *Objects) claimSlot(owner uint64) (uint32, error) {
+	n := o.Policies.MaxEntries()
+	start := rand.Uint32N(n)
+	for i := range n {
+		slot := (start + i) % n
+		err := o.Slots.Update(slot, owner, ebpf.UpdateNoExist)
+		if err == nil {
+			return slot, nil
+		}
+		if !errors.Is(err, ebpf.ErrKeyExist) {
+			return 0, fmt.Errorf("claim a policy slot: %w", err)
+		}
 	}
+	return 0, fmt.Errorf("all %d policy slots are in use: cgpol enforces on at most %d cgroups at once (cgpol gc frees the slots of cgroups that are gone)", n, n)
 }
 
-// storePolicy publishes a policy's maps under a fresh, random id.
-func (o *Objects) storePolicy(e compile.Entries) (uint64, error) {
-	ports, err := ebpf.NewMap(portMapSpec(len(e.Ports)))
+// slotOwner returns the cgroup that claimed a slot, or 0.
+func (o *Objects) slotOwner(slot uint32) uint64 {
+	var owner uint64
+	if o.Slots.Lookup(slot, &owner) != nil {
+		return 0
+	}
+	return owner
+}
+
+// releaseSlot empties a slot and drops its claim.
+func (o *Objects) releaseSlot(slot uint32) {
+	_ = o.Policies.Delete(slot)
+	_ = o.Slots.Delete(slot)
+}
+
+// policyMapSpec describes the one-element array that holds a slot's policy.
+// It must match the inner map of cgpol_policies exactly.
+var policyMapSpec = &ebpf.MapSpec{
+	Name:       "cgpol_policy",
+	Type:       ebpf.Array,
+	KeySize:    4,
+	ValueSize:  uint32(unsafe.Sizeof(bpf.Policy{})),
+	MaxEntries: 1,
+}
+
+// fillSlot puts a policy into a slot, replacing what it held in one update.
+func (o *Objects) fillSlot(slot uint32, p *bpf.Policy) error {
+	m, err := ebpf.NewMap(policyMapSpec)
 	if err != nil {
-		return 0, fmt.Errorf("create port map: %w", err)
+		return fmt.Errorf("create policy map: %w", err)
 	}
-	defer ports.Close() // cgpol_ports holds it from here on
-	if len(e.Ports) > 0 {
-		keys := make([]bpf.PortKey, 0, len(e.Ports))
-		values := make([]bpf.PortChunk, 0, len(e.Ports))
-		for k, v := range e.Ports {
-			keys = append(keys, k)
-			values = append(values, v)
-		}
-		if _, err := ports.BatchUpdate(keys, values, nil); err != nil {
-			return 0, fmt.Errorf("fill port map: %w", err)
-		}
+	defer m.Close() // cgpol_policies holds it from here on
+	if err := m.Update(uint32(0), p, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write policy: %w", err)
 	}
-	for {
-		id, err := newPolicyID()
-		if err != nil {
-			return 0, err
-		}
-		err = o.Ports.Update(id, ports, ebpf.UpdateNoExist)
-		if errors.Is(err, ebpf.ErrKeyExist) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("publish port map: %w", err)
-		}
-		return id, nil
+	if err := o.Policies.Update(slot, m, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("publish policy in slot %d: %w", slot, err)
 	}
+	return nil
 }
 
-// dropPolicy removes a policy's maps. The kernel frees them.
-func (o *Objects) dropPolicy(id uint64) {
-	_ = o.Ports.Delete(id)
-}
-
-func newPolicyID() (uint64, error) {
-	var b [8]byte
-	for {
-		if _, err := rand.Read(b[:]); err != nil {
-			return 0, fmt.Errorf("policy id: %w", err)
-		}
-		if id := binary.NativeEndian.Uint64(b[:]); id != 0 {
-			return id, nil
-		}
+// record notes the slot, name and time of an attachment, for status, detach
+// and gc.
+func (o *Objects) record(id uint64, slot uint32, name string) error {
+	meta := bpf.Attachment{AttachedUnixNs: uint64(time.Now().UnixNano()), Slot: slot + 1}
+	for i := range min(len(name), len(meta.Name)-1) {
+		meta.Name[i] = int8(name[i])
 	}
+	if err := o.Attachments.Put(id, meta); err != nil {
+		return fmt.Errorf("attach cgroup %d: record it: %w", id, err)
+	}
+	return nil
 }
 
 // linkHooks links every hook's program to cg and pins the links in dir.
@@ -224,11 +245,4 @@ func (o *Objects) unlinkHooks(id uint64) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func copyName(meta *bpf.Attachment, name string) {
-	n := min(len(name), len(meta.Name)-1)
-	for i := range n {
-		meta.Name[i] = int8(name[i])
-	}
 }

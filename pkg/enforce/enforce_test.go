@@ -190,8 +190,8 @@ func TestReattachReplacesThePolicy(t *testing.T) {
 		"connect udp " + addr("127.0.0.1", 100): "EPERM",
 		"connect udp " + addr("127.0.0.1", 200): "ok",
 	})
-	if n := countEntries(t, objs.Ports); n != 1 {
-		t.Errorf("%d policies in %s after re-attach, want 1", n, bpf.MapPorts)
+	if n := countEntries(t, objs.Slots); n != 1 {
+		t.Errorf("%d slots claimed after re-attach, want 1", n)
 	}
 	st, err := objs.StatusOf(cg.ID)
 	if err != nil || st.Policy != `cgpol.io/allow-ports="udp:200"` {
@@ -199,8 +199,8 @@ func TestReattachReplacesThePolicy(t *testing.T) {
 	}
 }
 
-// A cgroup whose hooks are linked but whose policy was never written, or
-// whose policy maps are gone, denies everything.
+// A cgroup whose hooks are linked but whose policy was never written, whose
+// slot is empty, or whose slot holds another cgroup's policy, denies.
 func TestMissingPolicyDenies(t *testing.T) {
 	objs := setup(t)
 	call := "connect udp " + addr("127.0.0.1", 9)
@@ -215,19 +215,32 @@ func TestMissingPolicyDenies(t *testing.T) {
 	}
 	expect(t, unwritten, map[string]string{call: "EPERM"})
 
-	unreadable := testenv.NewCgroup(t)
-	attach(t, objs, unreadable, "udp:9")
-	expect(t, unreadable, map[string]string{call: "ok"})
-	ref, _, err := objs.ref(unreadable.ID)
+	empty := testenv.NewCgroup(t)
+	attach(t, objs, empty, "udp:9")
+	expect(t, empty, map[string]string{call: "ok"})
+	ref, _, err := objs.ref(empty.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs.dropPolicy(ref.PolicyId)
-	expect(t, unreadable, map[string]string{call: "EPERM"})
-	st, _ := objs.StatusOf(unreadable.ID)
-	if st.Problem == "" {
-		t.Error("status shows no problem for a policy with no port map")
+	if err := objs.Policies.Delete(ref.Slot - 1); err != nil {
+		t.Fatal(err)
 	}
+	expect(t, empty, map[string]string{call: "EPERM"})
+	if st, _ := objs.StatusOf(empty.ID); st.Problem == "" || st.Policy != "deny all" {
+		t.Errorf("status of a cgroup with an empty slot: %q, %q", st.Policy, st.Problem)
+	}
+
+	// A slot that holds a policy owned by another cgroup, as after a slot
+	// was reused while a stale storage still named it.
+	foreign := testenv.NewCgroup(t)
+	attach(t, objs, foreign, "udp:9")
+	ref, _, _ = objs.ref(foreign.ID)
+	stranger := compile.Compile(policy.Policy{}).Policy // allows everything
+	stranger.CgroupId = foreign.ID + 1
+	if err := objs.fillSlot(ref.Slot-1, &stranger); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, foreign, map[string]string{call: "EPERM", "connect udp " + addr("::1", 10): "EPERM"})
 }
 
 func TestCountersPerHook(t *testing.T) {
@@ -316,22 +329,32 @@ func TestGCReclaimsRemovedCgroups(t *testing.T) {
 	attach(t, objs, kept, "443")
 	testenv.RemoveCgroup(t, cg.Dir())
 
-	// A policy that a killed attach published but never pointed at.
-	if _, err := objs.storePolicy(compile.Compile(policy.Policy{})); err != nil {
+	// A slot that a killed attach claimed and filled, but never pointed at.
+	slot, err := objs.claimSlot(kept.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := compile.Compile(policy.Policy{}).Policy
+	if err := objs.fillSlot(slot, &orphan); err != nil {
 		t.Fatal(err)
 	}
 	report, err := objs.GC()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(report.Detached) != 1 || report.Detached[0] != cg.ID || report.Policies != 1 {
-		t.Errorf("gc report %+v, want cgroup %d detached and 1 policy", report, cg.ID)
+	// The removed cgroup's slot goes with it; the orphan is released.
+	if len(report.Detached) != 1 || report.Detached[0] != cg.ID || report.Slots != 1 {
+		t.Errorf("gc report %+v, want cgroup %d detached and 1 slot released", report, cg.ID)
 	}
 	if _, err := os.Stat(objs.cgroupDir(cg.ID)); !os.IsNotExist(err) {
 		t.Errorf("links of the removed cgroup are still pinned: %v", err)
 	}
-	if n := countEntries(t, objs.Ports); n != 1 {
-		t.Errorf("%d policies left, want 1 (the kept cgroup's)", n)
+	if n := countEntries(t, objs.Slots); n != 1 {
+		t.Errorf("%d slots claimed, want 1 (the kept cgroup's)", n)
+	}
+	var inner ebpf.MapID
+	if err := objs.Policies.Lookup(slot, &inner); err == nil && inner != 0 {
+		t.Errorf("released slot %d still holds policy map %d", slot, inner)
 	}
 	if n := countEntries(t, objs.Attachments); n != 1 {
 		t.Errorf("%d attachment records left, want 1", n)
@@ -365,8 +388,8 @@ func assertNoState(t *testing.T, objs *Objects) {
 	if len(entries) != 0 {
 		t.Errorf("pinned cgroup dirs left: %v", entries)
 	}
-	if n := countEntries(t, objs.Ports); n != 0 {
-		t.Errorf("%d policies left", n)
+	if n := countEntries(t, objs.Slots); n != 0 {
+		t.Errorf("%d slots still claimed", n)
 	}
 	if n := countEntries(t, objs.Attachments); n != 0 {
 		t.Errorf("%d attachment records left", n)

@@ -2,14 +2,11 @@ package enforce
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/cilium/ebpf"
-
-	"github.com/cgpol/cgpol/bpf"
+		"github.com/cgpol/cgpol/bpf"
 	"github.com/cgpol/cgpol/pkg/bpffs"
 	"github.com/cgpol/cgpol/pkg/cgroup"
 )
@@ -17,7 +14,7 @@ import (
 // GCReport counts what GC removed.
 type GCReport struct {
 	Detached    []uint64 `json:"detached"`    // cgroups that are gone, or that a killed attach left with no hook linked
-	Policies    int      `json:"policies"`    // policy maps that no cgroup pointed at
+	Slots       int      `json:"slots"`       // policy slots that no attached cgroup names
 	Attachments int      `json:"attachments"` // records of cgroups with no links
 	Installs    int      `json:"installs"`    // unfinished installs left by a killed cgpol
 }
@@ -56,37 +53,27 @@ func (o *Objects) GC() (GCReport, error) {
 		attached[id] = true
 	}
 
-	// Policies that no attached cgroup's storage points at.
-	inUse := map[uint64]bool{}
-	for id := range attached {
-		if ref, ok, err := o.ref(id); err == nil && ok {
-			inUse[ref.PolicyId] = true
+	// Slots claimed by an attach that was killed before it pointed the
+	// cgroup at them.
+	var slot uint32
+	var owner uint64
+	var stale []uint32
+	for iter := o.Slots.Iterate(); iter.Next(&slot, &owner); {
+		ref, ok, _ := o.ref(owner)
+		if !attached[owner] || !ok || ref.Slot != slot+1 {
+			stale = append(stale, slot)
 		}
 	}
-	var policyID uint64
-	var stale []uint64
-	iter := o.Ports.Iterate()
-	var inner ebpf.MapID
-	for iter.Next(&policyID, &inner) {
-		if !inUse[policyID] {
-			stale = append(stale, policyID)
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return report, fmt.Errorf("gc: list policies: %w", err)
-	}
-	for _, id := range stale {
-		if o.Ports.Delete(id) == nil {
-			report.Policies++
-		}
+	for _, slot := range stale {
+		o.releaseSlot(slot)
+		report.Slots++
 	}
 
 	// Records of cgroups with no links.
 	var cgID uint64
 	var meta bpf.Attachment
 	var orphans []uint64
-	metaIter := o.Attachments.Iterate()
-	for metaIter.Next(&cgID, &meta) {
+	for iter := o.Attachments.Iterate(); iter.Next(&cgID, &meta); {
 		if !attached[cgID] {
 			orphans = append(orphans, cgID)
 		}

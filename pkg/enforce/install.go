@@ -8,8 +8,10 @@
 //	ROOT/v1/map/<map>              pinned maps (bpf.Map*)
 //	ROOT/v1/cgroup/<id>/<hook>     one pinned bpf_link per attached cgroup and hook
 //
-// v1 is bpf.ABI. cgpol processes coordinate with flock(2) on these
-// directories, which the kernel releases if a process dies.
+// v1 is bpf.ABI. Each attached cgroup owns a slot of cgpol_policies, which
+// holds its policy; its cgroup storage names the slot. cgpol processes
+// coordinate with flock(2) on these directories, which the kernel releases
+// if a process dies.
 package enforce
 
 import (
@@ -46,7 +48,8 @@ type Objects struct {
 	Programs    map[string]*ebpf.Program // by bpf.Hook.Name
 	Refs        *ebpf.Map                // cgroup storage: struct cgpol_ref
 	Counters    *ebpf.Map                // per-CPU cgroup storage: struct cgpol_hook_counters
-	Ports       *ebpf.Map                // policy id -> port map
+	Policies    *ebpf.Map                // slot -> array holding struct cgpol_policy
+	Slots       *ebpf.Map                // slot -> cgroup id that claimed it
 	Attachments *ebpf.Map                // cgroup id -> struct cgpol_attachment
 
 	programIDs map[string]ebpf.ProgramID
@@ -58,7 +61,7 @@ func (o *Objects) Close() {
 	for _, p := range o.Programs {
 		p.Close()
 	}
-	for _, m := range []*ebpf.Map{o.Refs, o.Counters, o.Ports, o.Attachments} {
+	for _, m := range []*ebpf.Map{o.Refs, o.Counters, o.Policies, o.Slots, o.Attachments} {
 		if m != nil {
 			m.Close()
 		}
@@ -166,7 +169,7 @@ func Open(root string) (*Objects, error) {
 	}
 	for name, m := range map[string]**ebpf.Map{
 		bpf.MapRefs: &o.Refs, bpf.MapCounters: &o.Counters,
-		bpf.MapPorts: &o.Ports, bpf.MapAttachments: &o.Attachments,
+		bpf.MapPolicies: &o.Policies, bpf.MapSlots: &o.Slots, bpf.MapAttachments: &o.Attachments,
 	} {
 		var err error
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, mapDir, name), nil); err != nil {

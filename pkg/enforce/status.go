@@ -3,7 +3,6 @@ package enforce
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,8 +24,7 @@ type Status struct {
 	Cgroup   string       `json:"cgroup"` // path in the hierarchy; empty if the cgroup is gone
 	Name     string       `json:"name,omitempty"`
 	Attached time.Time    `json:"attached,omitzero"`
-	PolicyID uint64       `json:"policy_id"`
-	Flags    uint32       `json:"flags"`
+	Slot     uint32       `json:"slot"`
 	Policy   string       `json:"policy"` // what the kernel enforces, read back from the maps
 	Problem  string       `json:"problem,omitempty"`
 	Hooks    []HookStatus `json:"hooks"`
@@ -116,12 +114,15 @@ func (o *Objects) status(mount string, id uint64) Status {
 		s.Problem = err.Error()
 	case !linked:
 		s.Problem = "no hook is linked: the cgroup is gone or the attach did not finish (cgpol gc reclaims it)"
+	case ref.Slot == 0:
+		s.Policy = "deny all"
+		s.Problem = "the attach did not finish, so every call is denied; attach again or detach"
 	default:
-		s.PolicyID, s.Flags = ref.PolicyId, ref.Flags
+		s.Slot = ref.Slot - 1
 		p, err := o.readPolicy(ref)
 		if err != nil {
-			s.Problem = err.Error()
 			s.Policy = "deny all"
+			s.Problem = err.Error() + ", so every call is denied"
 		} else {
 			s.Policy = p
 		}
@@ -146,42 +147,28 @@ func (o *Objects) linkLive(pin string, id uint64) bool {
 
 // readPolicy reads back the policy that the kernel enforces for a ref.
 func (o *Objects) readPolicy(ref bpf.Ref) (string, error) {
-	if ref.Flags&bpf.FlagValid == 0 {
-		return "", errors.New("the policy was never written (attach did not finish): every call is denied")
+	slot := ref.Slot - 1
+	var innerID ebpf.MapID
+	if err := o.Policies.Lookup(slot, &innerID); err != nil || innerID == 0 {
+		return "", fmt.Errorf("policy slot %d is empty", slot)
 	}
-	e := compile.Entries{Flags: ref.Flags, Ports: map[bpf.PortKey]bpf.PortChunk{}}
-	ports, err := o.portMap(ref.PolicyId)
+	m, err := ebpf.NewMapFromID(innerID)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("open the policy in slot %d: %w", slot, err)
 	}
-	defer ports.Close()
-	var key bpf.PortKey
-	var chunk bpf.PortChunk
-	iter := ports.Iterate()
-	for iter.Next(&key, &chunk) {
-		e.Ports[key] = chunk
+	defer m.Close()
+	var e compile.Entries
+	if err := m.Lookup(uint32(0), &e.Policy); err != nil {
+		return "", fmt.Errorf("read the policy in slot %d: %w", slot, err)
 	}
-	if err := iter.Err(); err != nil {
-		return "", fmt.Errorf("read port map: %w", err)
+	if e.Policy.CgroupId != ref.CgroupId {
+		return "", fmt.Errorf("policy slot %d belongs to cgroup %d", slot, e.Policy.CgroupId)
 	}
-	p, err := compile.Decompile(e)
+	p, err := compile.Decompile(&e)
 	if err != nil {
 		return "", err
 	}
 	return p.String(), nil
-}
-
-// portMap opens the port map of a policy.
-func (o *Objects) portMap(policyID uint64) (*ebpf.Map, error) {
-	var innerID ebpf.MapID
-	if err := o.Ports.Lookup(policyID, &innerID); err != nil {
-		return nil, fmt.Errorf("policy %#x has no port map, so every call is denied: %w", policyID, err)
-	}
-	m, err := ebpf.NewMapFromID(innerID)
-	if err != nil {
-		return nil, fmt.Errorf("open port map of policy %#x: %w", policyID, err)
-	}
-	return m, nil
 }
 
 func cString(b []int8) string {

@@ -179,6 +179,9 @@ func Build(t testing.TB, pkg string) string {
 	}
 	if built.dir == "" {
 		dir, err := os.MkdirTemp("", "cgpol-test-bin-")
+		if err == nil {
+			err = os.Chmod(dir, 0o755) // tests run some binaries as nobody
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
