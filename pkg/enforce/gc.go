@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-		"github.com/cgpol/cgpol/bpf"
+	"github.com/cgpol/cgpol/bpf"
 	"github.com/cgpol/cgpol/pkg/bpffs"
 	"github.com/cgpol/cgpol/pkg/cgroup"
 )
