@@ -25,7 +25,9 @@ type bpfCgpolAttachment struct {
 	AttachedUnixNs uint64
 	Slot           uint32
 	Reserved       uint32
-	Name           [112]int8
+	Name           [96]int8
+	Container      [72]int8
+	Manager        [16]int8
 }
 
 type bpfCgpolFlag uint32

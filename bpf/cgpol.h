@@ -71,9 +71,11 @@ struct cgpol_hook_counters {
 /* What userspace remembers about an attachment; BPF never reads it. */
 struct cgpol_attachment {
 	__u64 attached_unix_ns;
-	__u32 slot;       /* the slot claimed for the cgroup, plus one */
+	__u32 slot;          /* the slot claimed for the cgroup, plus one */
 	__u32 _reserved;
-	char name[112];   /* container or unit name, NUL-terminated */
+	char name[96];       /* container or unit name, NUL-terminated */
+	char container[72];  /* the runtime's container id, if any */
+	char manager[16];    /* what attached it: cli, hook, nri */
 };
 
 #endif

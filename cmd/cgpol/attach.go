@@ -94,7 +94,7 @@ func runAttach(g *globals, args []string) error {
 		return err
 	}
 	defer objs.Close()
-	if err := objs.Attach(cg, compile.Compile(p), *name); err != nil {
+	if err := objs.Attach(cg, compile.Compile(p), enforce.Label{Name: *name, Manager: "cli"}); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.stdout, "attached %s to %s (cgroup id %d)\n", p, cg.Dir(), cg.ID)

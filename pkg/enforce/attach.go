@@ -22,8 +22,16 @@ import (
 // ErrNotAttached means that cgpol has no policy on a cgroup.
 var ErrNotAttached = errors.New("no cgpol policy is attached")
 
+// Label says what an attachment is for. It shows in status and events, and
+// lets a runtime integration find its attachments again.
+type Label struct {
+	Name      string // a human name: the container's or the unit's
+	Container string // the runtime's container id, if any
+	Manager   string // what attached it: "cli", "hook", "nri"
+}
+
 // Attach enforces the compiled policy e on cg, replacing the policy that cg
-// had, if any. name labels the attachment in status and events.
+// had, if any.
 //
 // A cgroup's first attach runs these steps, ordered so that a cgpol killed
 // at any instant never leaves cg less restricted than the policy asked for:
@@ -37,7 +45,7 @@ var ErrNotAttached = errors.New("no cgpol policy is attached")
 // Any later attach replaces the slot's policy in one update, so every call
 // is judged by the old policy or the new one, never a mix. gc releases a
 // slot whose attach was killed before step 3.
-func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, name string) error {
+func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, label Label) error {
 	if err := cgroup.CheckAttachable(cg); err != nil {
 		return err
 	}
@@ -69,7 +77,7 @@ func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, name string) erro
 		if err := o.linkHooks(cg, dir); err != nil { // relink a hook whose pin was removed
 			return err
 		}
-		return o.record(cg.ID, ref.Slot-1, name)
+		return o.record(cg.ID, ref.Slot-1, label)
 	}
 
 	slot, err := o.claimSlot(cg.ID)
@@ -80,7 +88,7 @@ func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, name string) erro
 		o.releaseSlot(slot)
 		return fmt.Errorf("attach %s: %w", cg, err)
 	}
-	if err := o.record(cg.ID, slot, name); err != nil {
+	if err := o.record(cg.ID, slot, label); err != nil {
 		o.releaseSlot(slot)
 		return err
 	}
@@ -174,13 +182,13 @@ func (o *Objects) fillSlot(slot uint32, p *bpf.Policy) error {
 	return nil
 }
 
-// record notes the slot, name and time of an attachment, for status, detach
-// and gc.
-func (o *Objects) record(id uint64, slot uint32, name string) error {
+// record notes the slot, label and time of an attachment, for status,
+// detach and gc.
+func (o *Objects) record(id uint64, slot uint32, label Label) error {
 	meta := bpf.Attachment{AttachedUnixNs: uint64(time.Now().UnixNano()), Slot: slot + 1}
-	for i := range min(len(name), len(meta.Name)-1) {
-		meta.Name[i] = int8(name[i])
-	}
+	putCString(meta.Name[:], label.Name)
+	putCString(meta.Container[:], label.Container)
+	putCString(meta.Manager[:], label.Manager)
 	if err := o.Attachments.Put(id, meta); err != nil {
 		return fmt.Errorf("attach cgroup %d: record it: %w", id, err)
 	}
@@ -245,4 +253,11 @@ func (o *Objects) unlinkHooks(id uint64) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// putCString copies s into a NUL-terminated C char array, cut to fit.
+func putCString(dst []int8, s string) {
+	for i := range min(len(s), len(dst)-1) {
+		dst[i] = int8(s[i])
+	}
 }

@@ -33,7 +33,7 @@ func BenchmarkConnectOverhead(b *testing.B) {
 	if len(set.Ranges(policy.UDP)) != 1000 {
 		b.Fatalf("policy has %d ranges, want 1000", len(set.Ranges(policy.UDP)))
 	}
-	if err := objs.Attach(withPolicy, compile.Compile(policy.Policy{EgressPorts: &set}), "bench"); err != nil {
+	if err := objs.Attach(withPolicy, compile.Compile(policy.Policy{EgressPorts: &set}), Label{Name: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	port := 1 + 499*60 + 10 // inside the 500th range

@@ -38,7 +38,7 @@ func attach(t *testing.T, objs *Objects, cg cgroup.Cgroup, spec string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := objs.Attach(cg, compile.Compile(p), t.Name()); err != nil {
+	if err := objs.Attach(cg, compile.Compile(p), Label{Name: t.Name(), Container: "ctr-" + t.Name(), Manager: "test"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -267,8 +267,14 @@ func TestCountersPerHook(t *testing.T) {
 			t.Errorf("%s: allowed, denied = %v, want %v", hook, got[hook], w)
 		}
 	}
-	if st.Name != t.Name() || st.Cgroup != cg.Path {
-		t.Errorf("status names %q at %q, want %q at %q", st.Name, st.Cgroup, t.Name(), cg.Path)
+	if st.Name != t.Name() || st.Cgroup != cg.Path || st.Container != "ctr-"+t.Name() || st.Manager != "test" {
+		t.Errorf("status labels %+v, want %q at %q", st, t.Name(), cg.Path)
+	}
+	if id, ok, err := objs.FindContainer("ctr-" + t.Name()); !ok || err != nil || id != cg.ID {
+		t.Errorf("FindContainer = %d, %v, %v; want %d", id, ok, err, cg.ID)
+	}
+	if _, ok, _ := objs.FindContainer("no-such-container"); ok {
+		t.Error("FindContainer found a container that was never attached")
 	}
 }
 
@@ -278,7 +284,7 @@ func TestRefusesTheRootCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = objs.Attach(root, compile.Compile(policy.Policy{}), "root")
+	err = objs.Attach(root, compile.Compile(policy.Policy{}), Label{Name: "root"})
 	if err == nil {
 		objs.Detach(root.ID)
 		t.Fatal("attached to the cgroup2 root")

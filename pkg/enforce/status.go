@@ -20,14 +20,16 @@ import (
 
 // Status is what the kernel holds for one attached cgroup.
 type Status struct {
-	CgroupID uint64       `json:"cgroup_id"`
-	Cgroup   string       `json:"cgroup"` // path in the hierarchy; empty if the cgroup is gone
-	Name     string       `json:"name,omitempty"`
-	Attached time.Time    `json:"attached,omitzero"`
-	Slot     uint32       `json:"slot"`
-	Policy   string       `json:"policy"` // what the kernel enforces, read back from the maps
-	Problem  string       `json:"problem,omitempty"`
-	Hooks    []HookStatus `json:"hooks"`
+	CgroupID  uint64       `json:"cgroup_id"`
+	Cgroup    string       `json:"cgroup"` // path in the hierarchy; empty if the cgroup is gone
+	Name      string       `json:"name,omitempty"`
+	Container string       `json:"container,omitempty"` // the runtime's container id
+	Manager   string       `json:"manager,omitempty"`   // what attached it: cli, hook, nri
+	Attached  time.Time    `json:"attached,omitzero"`
+	Slot      uint32       `json:"slot"`
+	Policy    string       `json:"policy"` // what the kernel enforces, read back from the maps
+	Problem   string       `json:"problem,omitempty"`
+	Hooks     []HookStatus `json:"hooks"`
 }
 
 // HookStatus is one hook of an attached cgroup and its counters, summed over CPUs.
@@ -71,6 +73,26 @@ func (o *Objects) StatusOf(id uint64) (Status, error) {
 	return o.status(mount, id), nil
 }
 
+// FindContainer returns the cgroup id of the attachment recorded for a
+// runtime's container id. ok is false if there is none.
+func (o *Objects) FindContainer(container string) (id uint64, ok bool, err error) {
+	if container == "" {
+		return 0, false, nil
+	}
+	var cgID uint64
+	var meta bpf.Attachment
+	iter := o.Attachments.Iterate()
+	for iter.Next(&cgID, &meta) {
+		if cString(meta.Container[:]) == container {
+			return cgID, true, nil
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return 0, false, fmt.Errorf("find container %s: %w", container, err)
+	}
+	return 0, false, nil
+}
+
 // attachedIDs lists the cgroups that have a directory of pinned links.
 func (o *Objects) attachedIDs() ([]uint64, error) {
 	entries, err := os.ReadDir(filepath.Join(o.Dir, cgroupDir))
@@ -94,6 +116,8 @@ func (o *Objects) status(mount string, id uint64) Status {
 	var meta bpf.Attachment
 	if o.Attachments.Lookup(id, &meta) == nil {
 		s.Name = cString(meta.Name[:])
+		s.Container = cString(meta.Container[:])
+		s.Manager = cString(meta.Manager[:])
 		s.Attached = time.Unix(0, int64(meta.AttachedUnixNs))
 	}
 	for _, h := range bpf.Hooks {
