@@ -16,7 +16,7 @@ BENCHTIME ?= 20x
 
 # Debian packages: clang/llvm/libbpf-dev/bpftool for generate and for looking
 # at what is loaded; the rest for the end-to-end tests.
-DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2
+DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 busybox-static
 
 .PHONY: all build generate check-generated test bench fuzz deps clean
 
