@@ -6,6 +6,8 @@
 #   make generate   rebuild bpf/bpf_bpfel.{go,o} with Debian's clang and libbpf-dev
 #   make deps       install the Debian packages that tests and generate need
 #   make fuzz       run every fuzz target for FUZZTIME each
+#   make containerd build the pinned containerd that the NRI tests run, into _build/
+#   make install    install under DESTDIR/PREFIX (see each install-* target)
 
 GO        ?= go
 BIN       := bin
@@ -25,6 +27,47 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cgpol ./cmd/cgpol
 
+# --- NRI plugin (cgpol-nri) and the containerd its tests run ---------------
+# bin/cgpol-nri; make install-nri puts it in $(PREFIX)/bin, links it as a
+# plugin that containerd launches, and adds its configuration unless one
+# is there already.
+NRI_PLUGIN_DIR ?= /opt/nri/plugins
+NRI_CONF_DIR   ?= /etc/nri/conf.d
+NRI_PLUGIN_IDX ?= 10
+PREFIX         ?= /usr/local
+DESTDIR        ?=
+
+# The containerd that the end-to-end tests drive, built from the Go module
+# proxy at a pinned version and cached in _build/ (git-ignored). The tests
+# find it there, or in $CGPOL_CONTAINERD_DIR.
+CONTAINERD_VERSION := v2.4.2
+CONTAINERD_DIR     := _build/containerd
+CONTAINERD_STAMP   := $(CONTAINERD_DIR)/.built-$(CONTAINERD_VERSION)
+CONTAINERD_CMDS    := containerd ctr containerd-shim-runc-v2
+
+.PHONY: build-nri install-nri containerd install
+
+build: build-nri
+build-nri:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cgpol-nri ./plugin
+
+install: install-nri
+install-nri: build-nri
+	install -D -m 0755 $(BIN)/cgpol-nri $(DESTDIR)$(PREFIX)/bin/cgpol-nri
+	install -d $(DESTDIR)$(NRI_PLUGIN_DIR)
+	ln -sfn $(PREFIX)/bin/cgpol-nri $(DESTDIR)$(NRI_PLUGIN_DIR)/$(NRI_PLUGIN_IDX)-cgpol
+	@conf=$(DESTDIR)$(NRI_CONF_DIR)/$(NRI_PLUGIN_IDX)-cgpol.conf; \
+	if [ -e $$conf ]; then echo "keeping $$conf"; \
+	else install -D -m 0644 configs/nri/10-cgpol.conf $$conf; fi
+
+containerd: $(CONTAINERD_STAMP)
+$(CONTAINERD_STAMP):
+	rm -f $(CONTAINERD_DIR)/.built-*
+	GOBIN=$(abspath $(CONTAINERD_DIR)) $(GO) install \
+	  $(foreach c,$(CONTAINERD_CMDS),github.com/containerd/containerd/v2/cmd/$(c)@$(CONTAINERD_VERSION))
+	touch $@
+# ---------------------------------------------------------------------------
+
 generate:
 	$(GO) generate ./bpf/
 
@@ -33,11 +76,11 @@ generate:
 check-generated: generate
 	git diff --exit-code -- bpf/
 
-test:
+test: containerd
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
-bench:
+bench: containerd
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 30m ./...
 
 fuzz:
