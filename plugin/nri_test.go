@@ -241,7 +241,7 @@ func openObjects(t *testing.T, root string) *enforce.Objects {
 }
 
 // attachment returns the status of the attachment for a container id.
-func attachment(t *testing.T, objs *enforce.Objects, container string) (enforce.Status, bool) {
+func attachment(t testing.TB, objs *enforce.Objects, container string) (enforce.Status, bool) {
 	t.Helper()
 	id, ok, err := objs.FindContainer(container)
 	if err != nil {

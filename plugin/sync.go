@@ -60,7 +60,7 @@ func (p *plugin) reconcile(pods []*api.PodSandbox, ctrs []*api.Container) syncRe
 		return r
 	}
 	if !installed {
-		p.log.Info("synchronized: nothing to enforce", "containers", len(ctrs))
+		p.log.Info("synchronized", "pods", len(pods), "containers", len(ctrs), "enforcing", "nothing")
 		return r
 	}
 	statuses, err := objs.List()

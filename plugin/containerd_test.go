@@ -1,0 +1,169 @@
+package main
+
+// End-to-end tests: containerd v2.4.2 with NRI, set up with the shipped
+// drop-ins, launches cgpol-nri; the tests drive its CRI as the kubelet
+// would, with pods in the host's network namespace and local images.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cgpol/cgpol/pkg/policy"
+	"github.com/cgpol/cgpol/test/testenv"
+)
+
+// tolerate is the annotation that the shipped required-plugins drop-in lets
+// pods use to be created while cgpol-nri is down.
+const tolerate = "tolerate-missing-plugins.noderesource.dev"
+
+func TestContainerdEndToEnd(t *testing.T) {
+	n := newNode(t, nodeOptions{preinstall: true, required: true})
+	allowed, denied := testenv.ListenTCP(t, "127.0.0.1"), testenv.ListenTCP(t, "127.0.0.1")
+	allowOne := map[string]string{policy.KeyAllowPorts: fmt.Sprintf("tcp:%d", allowed)}
+	sleep := []string{"/bin/sleep", "3600"}
+
+	t.Run("annotated pod: the first connect is judged", func(t *testing.T) {
+		p := n.cri.runPod(t, "annotated", allowOne, n.parent)
+		id := n.cri.run(t, p, "probe", append([]string{"/probe"}, connects(denied, allowed)...)...)
+		got := testenv.ParseProbe(n.cri.output(t, p, id, "probe"))
+		expectConnects(t, "probe", got, map[int]string{denied: "EPERM", allowed: "ok"})
+		line := firstLine(n.pluginLog, `msg="policy attached"`, "container_id="+id)
+		for _, want := range []string{"namespace=default", "pod=annotated", "container=probe",
+			fmt.Sprintf(`policy="cgpol.io/allow-ports=\"tcp:%d\""`, allowed), "source=annotations"} {
+			if !strings.Contains(line, want) {
+				t.Errorf("the plugin's log line lacks %s: %s", want, line)
+			}
+		}
+	})
+
+	t.Run("unannotated pod is left alone", func(t *testing.T) {
+		p := n.cri.runPod(t, "plain", map[string]string{"example.com/team": "a"}, n.parent)
+		id := n.cri.run(t, p, "probe", append([]string{"/probe"}, connects(denied, allowed)...)...)
+		got := testenv.ParseProbe(n.cri.output(t, p, id, "probe"))
+		expectConnects(t, "probe", got, map[int]string{denied: "ok", allowed: "ok"})
+		if _, ok := n.attached(t, id); ok {
+			t.Error("a policy was attached to an unannotated pod")
+		}
+	})
+
+	t.Run("invalid annotation fails CreateContainer", func(t *testing.T) {
+		p := n.cri.runPod(t, "invalid", map[string]string{policy.KeyAllowPorts: "80,99999"}, n.parent)
+		_, err := n.cri.createContainer(p, "app", sleep...)
+		want := `cgpol: invalid annotation cgpol.io/allow-ports="80,99999": item 2 "99999": port 99999 is out of range; want 1-65535`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("CreateContainer: got %v, want an error with %s", err, want)
+		}
+		t.Logf("the kubelet would report: %v", err)
+	})
+
+	t.Run("pod removal leaves no pins", func(t *testing.T) {
+		p := n.cri.runPod(t, "scoped", map[string]string{
+			policy.KeyAllowPorts:                          fmt.Sprintf("tcp:%d", allowed),
+			policy.ScopedKey(policy.KeyAllowPorts, "web"): fmt.Sprintf("tcp:%d", denied),
+		}, n.parent)
+		web, sidecar := n.cri.run(t, p, "web", sleep...), n.cri.run(t, p, "sidecar", sleep...)
+		expectConnects(t, "web", n.cri.probe(t, web, connects(denied, allowed)...), map[int]string{denied: "ok", allowed: "EPERM"})
+		expectConnects(t, "sidecar", n.cri.probe(t, sidecar, connects(denied, allowed)...), map[int]string{denied: "EPERM", allowed: "ok"})
+		for _, id := range []string{web, sidecar} {
+			// The cgroupfs driver's layout: <cgroup_parent>/<container id>.
+			if st, ok := n.attached(t, id); !ok || st.Cgroup != n.parent.Path+"/"+id {
+				t.Errorf("container %s: attached %v at %q, want %s/%s", id, ok, st.Cgroup, n.parent.Path, id)
+			}
+		}
+		n.cri.removePod(t, p)
+		for _, id := range []string{web, sidecar} {
+			if _, ok := n.attached(t, id); ok {
+				t.Errorf("container %s: its policy outlived the pod", id)
+			}
+		}
+		if pins, _ := os.ReadDir(filepath.Join(n.objs.Dir, "cgroup")); len(pins) != 0 {
+			t.Errorf("pins left after the pod's removal: %v", pins)
+		}
+	})
+
+	t.Run("plugin killed: containers stay enforced, synchronization repairs", func(t *testing.T) {
+		p := n.cri.runPod(t, "long", allowOne, n.parent)
+		web := n.cri.run(t, p, "web", sleep...)
+		expectConnects(t, "web", n.cri.probe(t, web, connects(denied)...), map[int]string{denied: "EPERM"})
+
+		pid := n.launchedPlugin(t)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitForLog(t, n.containerd.Log, `connection to plugin \"10-cgpol\" closed`, 1)
+
+		// The policy is pinned: it holds without the plugin.
+		expectConnects(t, "web, plugin killed", n.cri.probe(t, web, connects(denied, allowed)...),
+			map[int]string{denied: "EPERM", allowed: "ok"})
+
+		// required_plugins does not catch the first container created
+		// after the plugin died: NRI (v0.12.3) drops a dead plugin only
+		// after the event that finds it dead, and validates that event
+		// with the plugin still listed. That container runs unrestricted.
+		slipped := n.cri.run(t, p, "slipped", sleep...)
+		expectConnects(t, "slipped, plugin down", n.cri.probe(t, slipped, connects(denied)...), map[int]string{denied: "ok"})
+		// From then on, no container without the plugin ...
+		_, err := n.cri.createContainer(p, "refused", sleep...)
+		if want := `required plugin "cgpol" not present`; err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("CreateContainer without the plugin: got %v, want %q", err, want)
+		}
+		t.Logf("the kubelet would report: %v", err)
+		// ... unless the pod tolerates it: then it runs unrestricted too.
+		tolerant := n.cri.runPod(t, "tolerant", map[string]string{
+			policy.KeyAllowPorts: fmt.Sprintf("tcp:%d", allowed), tolerate: "true"}, n.parent)
+		late := n.cri.run(t, tolerant, "late", sleep...)
+		expectConnects(t, "late, plugin down", n.cri.probe(t, late, connects(denied)...), map[int]string{denied: "ok"})
+		if pid, ok := n.findLaunchedPlugin(); ok {
+			t.Errorf("containerd relaunched the plugin (pid %d); docs/nri.md says it does not", pid)
+		}
+		// A container removed meanwhile leaves its pins.
+		n.cri.removeContainer(t, web)
+		if _, ok := n.attached(t, web); !ok {
+			t.Fatal("the removed container's policy is gone although no plugin ran")
+		}
+
+		// An external plugin takes over; its synchronization repairs all.
+		n.externalPlugin(t)
+		for name, id := range map[string]string{"slipped": slipped, "late": late} {
+			if st, ok := n.attached(t, id); !ok || st.Manager != manager || st.Problem != "" {
+				t.Errorf("%s: not attached after synchronization: %v %+v", name, ok, st)
+			}
+			expectConnects(t, name+", after synchronization", n.cri.probe(t, id, connects(denied, allowed)...),
+				map[int]string{denied: "EPERM", allowed: "ok"})
+		}
+		if _, ok := n.attached(t, web); ok {
+			t.Error("web: it is removed, but synchronization left its policy")
+		}
+		// And containers are created again.
+		again := n.cri.runPod(t, "again", allowOne, n.parent)
+		id := n.cri.run(t, again, "probe", append([]string{"/probe"}, connects(denied)...)...)
+		expectConnects(t, "probe", testenv.ParseProbe(n.cri.output(t, again, id, "probe")), map[int]string{denied: "EPERM"})
+		// Remove the pods while this plugin runs.
+		for _, p := range []*pod{again, tolerant, p} {
+			n.cri.removePod(t, p)
+		}
+	})
+
+	if t.Failed() {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := n.objs.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("attachments left after every pod was removed: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
