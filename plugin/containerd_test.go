@@ -167,3 +167,42 @@ func TestContainerdEndToEnd(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestContainerdRestartRelaunchesThePlugin(t *testing.T) {
+	n := newNode(t, nodeOptions{preinstall: true})
+	allowed, denied := testenv.ListenTCP(t, "127.0.0.1"), testenv.ListenTCP(t, "127.0.0.1")
+	p := n.cri.runPod(t, "shop", map[string]string{policy.KeyAllowPorts: fmt.Sprintf("tcp:%d", allowed)}, n.parent)
+	web := n.cri.run(t, p, "web", "/bin/sleep", "3600")
+
+	if err := syscall.Kill(n.launchedPlugin(t), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(t, n.containerd.Log, `connection to plugin \"10-cgpol\" closed`, 1)
+	// Without the required-plugins drop-in, containers start without it.
+	late := n.cri.run(t, p, "late", "/bin/sleep", "3600")
+	expectConnects(t, "late, plugin down", n.cri.probe(t, late, connects(denied)...), map[int]string{denied: "ok"})
+
+	// containerd launches its plugins again when it starts, and the
+	// containers run on meanwhile.
+	n.containerd.Restart(t)
+	n.cri = dialCRI(t, n.containerd.Address)
+	waitForLog(t, n.pluginLog, "msg=synchronized", 2)
+	for name, id := range map[string]string{"web": web, "late": late} {
+		expectConnects(t, name+", after the restart", n.cri.probe(t, id, connects(denied, allowed)...),
+			map[int]string{denied: "EPERM", allowed: "ok"})
+	}
+}
+
+func TestExternalPluginReconnects(t *testing.T) {
+	n := newNode(t, nodeOptions{})
+	allowed, denied := testenv.ListenTCP(t, "127.0.0.1"), testenv.ListenTCP(t, "127.0.0.1")
+	_, log := n.externalPlugin(t)
+
+	n.containerd.Restart(t)
+	n.cri = dialCRI(t, n.containerd.Address)
+	waitForLog(t, log, "msg=synchronized", 2)
+
+	p := n.cri.runPod(t, "shop", map[string]string{policy.KeyAllowPorts: fmt.Sprintf("tcp:%d", allowed)}, n.parent)
+	id := n.cri.run(t, p, "probe", append([]string{"/probe"}, connects(denied, allowed)...)...)
+	expectConnects(t, "probe", testenv.ParseProbe(n.cri.output(t, p, id, "probe")), map[int]string{denied: "EPERM", allowed: "ok"})
+}

@@ -129,13 +129,21 @@ func StartContainerd(t testing.TB, c ContainerdConfig) *Containerd {
 		t.Fatal(err)
 	}
 
-	logf, err := os.Create(d.Log)
+	d.start(t)
+	return d
+}
+
+// start runs containerd and waits until it serves. Its output is appended
+// to d.Log.
+func (d *Containerd) start(t testing.TB) {
+	t.Helper()
+	logf, err := os.OpenFile(d.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	d.cmd = exec.Command(filepath.Join(bin, "containerd"), "--config", d.Config, "--log-level", "info")
-	d.cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	d.cmd = exec.Command(filepath.Join(d.bin, "containerd"), "--config", d.Config, "--log-level", "info")
+	d.cmd.Env = append(os.Environ(), "PATH="+d.bin+":"+os.Getenv("PATH"))
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
@@ -149,7 +157,7 @@ func StartContainerd(t testing.TB, c ContainerdConfig) *Containerd {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if _, err := d.Ctr(context.Background(), "version"); err == nil {
-			break
+			return
 		}
 		select {
 		case <-d.exited:
@@ -161,7 +169,14 @@ func StartContainerd(t testing.TB, c ContainerdConfig) *Containerd {
 			t.Fatalf("containerd did not come up\n%s", d.Tail(40))
 		}
 	}
-	return d
+}
+
+// Restart stops containerd and starts it again with the same config; the
+// containers and their shims run on meanwhile.
+func (d *Containerd) Restart(t testing.TB) {
+	t.Helper()
+	d.Stop(t)
+	d.start(t)
 }
 
 // Ctr runs ctr against this containerd, in the k8s.io namespace, and
