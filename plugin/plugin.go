@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 
 	"github.com/containerd/nri/pkg/api"
@@ -132,7 +133,8 @@ func (p *plugin) cgroupMount() (string, error) {
 
 // CreateContainer fails a container whose policy is invalid, with a
 // one-line reason that the kubelet shows in the pod's events.
-func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (_ *api.ContainerAdjustment, _ []*api.ContainerUpdate, err error) {
+	defer p.survive("CreateContainer", &err)
 	log := withContainer(p.log, pod, ctr)
 	cfg, err := p.nodeConfig()
 	if err != nil {
@@ -152,7 +154,8 @@ func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 // the container's process in its cgroup but not let it run yet, so the
 // policy holds from the entrypoint's first instruction. Returning an error
 // fails the start: containerd kills the process and reports the error.
-func (p *plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+func (p *plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (err error) {
+	defer p.survive("StartContainer", &err)
 	log := withContainer(p.log, pod, ctr)
 	cfg, err := p.nodeConfig()
 	if err != nil {
@@ -198,6 +201,7 @@ func (p *plugin) attach(cfg *nodeconfig.Config, pod *api.PodSandbox, ctr *api.Co
 // StopContainer detaches the policy of a container that has stopped, once
 // no process is left in its cgroup. If one is, RemoveContainer detaches it.
 func (p *plugin) StopContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) ([]*api.ContainerUpdate, error) {
+	defer p.survive("StopContainer", nil)
 	p.release(pod, ctr, false)
 	return nil, nil
 }
@@ -205,6 +209,7 @@ func (p *plugin) StopContainer(ctx context.Context, pod *api.PodSandbox, ctr *ap
 // RemoveContainer detaches the policy of a removed container. It never
 // fails the removal: Synchronize and cgpol gc reclaim what is left.
 func (p *plugin) RemoveContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	defer p.survive("RemoveContainer", nil)
 	p.release(pod, ctr, true)
 	return nil
 }
@@ -252,6 +257,20 @@ func (p *plugin) release(pod *api.PodSandbox, ctr *api.Container, removed bool) 
 		return
 	}
 	log.Info("policy detached", "cgroup_id", id)
+}
+
+// survive turns a panic in a handler into an error, if the handler returns
+// one: a bug then fails one container, instead of taking the plugin down
+// and letting the next containers start without their policy.
+func (p *plugin) survive(event string, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	p.log.Error("internal error", "event", event, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	if err != nil {
+		*err = fmt.Errorf("cgpol: internal error in %s: %v", event, r)
+	}
 }
 
 // close releases the pinned objects' file descriptors; the pins stay.

@@ -27,6 +27,7 @@ func (p *plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer p.survive("Synchronize", nil)
 		p.reconcile(pods, ctrs)
 	}()
 	if deadline, ok := ctx.Deadline(); ok {
