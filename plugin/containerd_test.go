@@ -169,7 +169,7 @@ func TestContainerdEndToEnd(t *testing.T) {
 }
 
 func TestContainerdRestartRelaunchesThePlugin(t *testing.T) {
-	n := newNode(t, nodeOptions{preinstall: true})
+	n := newNode(t, nodeOptions{preinstall: true, validator: true})
 	allowed, denied := testenv.ListenTCP(t, "127.0.0.1"), testenv.ListenTCP(t, "127.0.0.1")
 	p := n.cri.runPod(t, "shop", map[string]string{policy.KeyAllowPorts: fmt.Sprintf("tcp:%d", allowed)}, n.parent)
 	web := n.cri.run(t, p, "web", "/bin/sleep", "3600")
@@ -181,6 +181,12 @@ func TestContainerdRestartRelaunchesThePlugin(t *testing.T) {
 	// Without the required-plugins drop-in, containers start without it.
 	late := n.cri.run(t, p, "late", "/bin/sleep", "3600")
 	expectConnects(t, "late, plugin down", n.cri.probe(t, late, connects(denied)...), map[int]string{denied: "ok"})
+	// A pod can require the plugin by itself, with the validator enabled.
+	strict := n.cri.runPod(t, "strict", map[string]string{"required-plugins.noderesource.dev": "[cgpol]"}, n.parent)
+	_, err := n.cri.createContainer(strict, "app", "/bin/sleep", "3600")
+	if want := `required plugin "cgpol" not present`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("CreateContainer in a pod that requires the plugin: got %v, want %q", err, want)
+	}
 
 	// containerd launches its plugins again when it starts, and the
 	// containers run on meanwhile.

@@ -232,6 +232,7 @@ type node struct {
 type nodeOptions struct {
 	preinstall bool // containerd launches the plugin from its plugin_path
 	required   bool // the shipped drop-in that makes the plugin mandatory
+	validator  bool // NRI's default validator, with no plugin required
 }
 
 // newNode starts containerd with the shipped NRI drop-ins (paths moved into
@@ -272,7 +273,11 @@ func newNode(t testing.TB, o nodeOptions) *node {
 	if o.required {
 		imports = append(imports, filepath.Join(testenv.ModuleRoot(t), "configs/containerd/cgpol-nri-required.toml"))
 	}
-	n.containerd = testenv.StartContainerd(t, testenv.ContainerdConfig{Imports: imports, SandboxImage: pauseImage})
+	var extra string
+	if o.validator {
+		extra = "[plugins.\"io.containerd.nri.v1.nri\".default_validator]\n  enable = true\n"
+	}
+	n.containerd = testenv.StartContainerd(t, testenv.ContainerdConfig{Imports: imports, Extra: extra, SandboxImage: pauseImage})
 	n.containerd.Import(t, testenv.OCIArchive(t, testenv.RootfsTar(t), []string{"/bin/sleep", "2147483647"}, pauseImage, probeImage))
 	n.cri = dialCRI(t, n.containerd.Address)
 	if o.preinstall {
