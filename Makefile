@@ -44,6 +44,8 @@ CONTAINERD_VERSION := v2.4.2
 CONTAINERD_DIR     := _build/containerd
 CONTAINERD_STAMP   := $(CONTAINERD_DIR)/.built-$(CONTAINERD_VERSION)
 CONTAINERD_CMDS    := containerd ctr containerd-shim-runc-v2
+# containerd runs containers with Debian's runc.
+DEB_PACKAGES       += runc
 
 .PHONY: build-nri install-nri containerd install
 

@@ -44,3 +44,26 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseFileConfig(f *testing.F) {
+	for _, seed := range []string{
+		"nodeConfig: /etc/cgpol/config.yaml\nlogLevel: info\nlogFile: /var/log/cgpol-nri.log\n",
+		"logLevel: debug", "", "[", "nodeConfig: [1, 2]", "x: 1", "logLevel: \"\\n\"",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		c, err := parseFileConfig(data)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			return
+		}
+		switch c.LogLevel {
+		case "", "debug", "info", "warn", "error":
+		default:
+			t.Errorf("accepted log level %q", c.LogLevel)
+		}
+	})
+}
