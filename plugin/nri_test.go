@@ -612,3 +612,28 @@ func (quietNRILog) Warnf(_ context.Context, format string, args ...any) {
 func (quietNRILog) Errorf(_ context.Context, format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "nri: error: "+format+"\n", args...)
 }
+
+func TestNRIAttachesAfterCgpolIsReinstalled(t *testing.T) {
+	testenv.Privileged(t)
+	port := testenv.ListenTCP(t, "127.0.0.1")
+	cfg, root := nodeConfig(t, "")
+	rt := newNRIRuntime(t)
+	startPlugin(t, rt, cfg)
+	parent := testenv.NewCgroup(t)
+	pod := rt.runPod("shop", map[string]string{policy.KeyAllowPorts: "443"})
+
+	first, err := rt.create(pod, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectConnects(t, "first", startProbe(t, rt, parent, pod, first, connects(port)...), map[int]string{port: "EPERM"})
+	// An admin removes cgpol under the running plugin.
+	if err := enforce.Uninstall(root, true); err != nil {
+		t.Fatal(err)
+	}
+	second, err := rt.create(pod, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectConnects(t, "second", startProbe(t, rt, parent, pod, second, connects(port)...), map[int]string{port: "EPERM"})
+}

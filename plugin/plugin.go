@@ -110,11 +110,19 @@ func (p *plugin) objects(cfg *nodeconfig.Config, install bool) (objs *enforce.Ob
 	if err != nil {
 		return nil, false, err
 	}
-	if p.objs != nil {
-		p.objs.Close()
-	}
+	// Objects opened before stay open: a handler may still use them.
 	p.objs, p.root = objs, root
 	return objs, true, nil
+}
+
+// forget drops objects that turned out to be stale, e.g. after cgpol
+// uninstall and a new install, so that the next call opens them again.
+func (p *plugin) forget(objs *enforce.Objects) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.objs == objs {
+		p.objs = nil
+	}
 }
 
 // cgroupMount returns the cgroup2 mount point, found once.
@@ -190,12 +198,19 @@ func (p *plugin) attach(cfg *nodeconfig.Config, pod *api.PodSandbox, ctr *api.Co
 	if err != nil {
 		return cgroup.Cgroup{}, err
 	}
-	objs, _, err := p.objects(cfg, true)
-	if err != nil {
-		return cgroup.Cgroup{}, err
-	}
 	label := enforce.Label{Name: labelName(pod, ctr), Container: ctr.GetId(), Manager: manager}
-	return cg, objs.Attach(cg, compile.Compile(pol), label)
+	for retry := 0; ; retry++ {
+		objs, _, err := p.objects(cfg, true)
+		if err != nil {
+			return cgroup.Cgroup{}, err
+		}
+		err = objs.Attach(cg, compile.Compile(pol), label)
+		if retry == 0 && errors.Is(err, enforce.ErrNotInstalled) {
+			p.forget(objs) // uninstalled since they were opened: install again
+			continue
+		}
+		return cg, err
+	}
 }
 
 // StopContainer detaches the policy of a container that has stopped, once
