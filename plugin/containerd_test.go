@@ -6,9 +6,11 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -59,6 +61,35 @@ func TestContainerdEndToEnd(t *testing.T) {
 			t.Fatalf("CreateContainer: got %v, want an error with %s", err, want)
 		}
 		t.Logf("the kubelet would report: %v", err)
+	})
+
+	t.Run("a failed attach fails the start before the entrypoint runs", func(t *testing.T) {
+		port, accepted := countingListener(t)
+		p := n.cri.runPod(t, "unenforceable", allowOne, n.parent)
+		id, err := n.cri.createContainer(p, "probe", append([]string{"/probe"}, connects(port)...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The node configuration is read for each container: make cgpol
+		// unable to install its objects for this one.
+		good, err := os.ReadFile(n.nodeConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, n.nodeConfig, "bpffs: /proc/cgpol-nowhere\n")
+		err = n.cri.startContainer(id)
+		writeFile(t, n.nodeConfig, string(good))
+		if want := `cgpol: enforce cgpol.io/allow-ports="tcp:`; err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("StartContainer: got %v, want an error with %q", err, want)
+		}
+		t.Logf("the kubelet would report: %v", err)
+		time.Sleep(500 * time.Millisecond)
+		if n := accepted(); n != 0 {
+			t.Errorf("the entrypoint ran: %d connections", n)
+		}
+		if log, _ := os.ReadFile(filepath.Join(p.config.LogDirectory, "probe.log")); len(log) != 0 {
+			t.Errorf("the entrypoint ran and printed: %s", log)
+		}
 	})
 
 	t.Run("pod removal leaves no pins", func(t *testing.T) {
@@ -211,4 +242,27 @@ func TestExternalPluginReconnects(t *testing.T) {
 	p := n.cri.runPod(t, "shop", map[string]string{policy.KeyAllowPorts: fmt.Sprintf("tcp:%d", allowed)}, n.parent)
 	id := n.cri.run(t, p, "probe", append([]string{"/probe"}, connects(denied, allowed)...)...)
 	expectConnects(t, "probe", testenv.ParseProbe(n.cri.output(t, p, id, "probe")), map[int]string{denied: "EPERM", allowed: "ok"})
+}
+
+// countingListener listens on a free loopback port and counts the
+// connections that it accepts.
+func countingListener(t *testing.T) (port int, accepted func() int64) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port, n.Load
 }
