@@ -80,11 +80,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot create the NRI stub", "err", err)
 		return 1
 	}
-	log.Info("starting", "version", version, "launched_by_runtime", launched, "socket", opts.socket)
+	defer p.close()
 
 	if launched {
-		// The runtime owns the connection: when it is gone, so is the
-		// runtime, which launches a new plugin when it starts again.
+		// The runtime owns the connection. When it closes it (it stops,
+		// or it dropped the plugin after a timeout), the plugin exits:
+		// containerd launches it again when containerd starts again.
+		log.Info("starting", "version", version, "launched_by_runtime", true)
 		err := p.stub.Run(ctx)
 		if ctx.Err() != nil {
 			return 0
@@ -92,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("connection to the runtime lost; exiting", "err", err)
 		return 1
 	}
+	log.Info("starting", "version", version, "launched_by_runtime", false, "socket", opts.socket)
 	return runExternal(ctx, p, log)
 }
 

@@ -43,31 +43,28 @@ func (p *plugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs [
 	return nil, nil
 }
 
-// syncReport counts what a synchronization did.
-type syncReport struct {
-	attached, detached, failed int
-}
-
-func (p *plugin) reconcile(pods []*api.PodSandbox, ctrs []*api.Container) syncReport {
-	var r syncReport
+// reconcile makes the attachments match the runtime's containers; see
+// Synchronize.
+func (p *plugin) reconcile(pods []*api.PodSandbox, ctrs []*api.Container) {
+	var added, removed, failed int
 	cfg, err := p.nodeConfig()
 	if err != nil {
 		p.log.Error("cannot synchronize", "err", err)
-		return r
+		return
 	}
 	objs, installed, err := p.objects(cfg, needsPolicy(cfg, pods, ctrs))
 	if err != nil {
 		p.log.Error("cannot synchronize", "err", err)
-		return r
+		return
 	}
 	if !installed {
 		p.log.Info("synchronized", "pods", len(pods), "containers", len(ctrs), "enforcing", "nothing")
-		return r
+		return
 	}
 	statuses, err := objs.List()
 	if err != nil {
 		p.log.Error("cannot synchronize", "err", err)
-		return r
+		return
 	}
 	attached := map[string]enforce.Status{}
 	for _, st := range statuses {
@@ -93,7 +90,7 @@ func (p *plugin) reconcile(pods []*api.PodSandbox, ctrs []*api.Container) syncRe
 			// CreateContainer refused this already; only a changed
 			// node configuration gets here.
 			log.Error("running container has an invalid policy; it keeps the one it has", "err", err)
-			r.failed++
+			failed++
 			continue
 		}
 		if source == nodeconfig.Unrestricted {
@@ -105,12 +102,12 @@ func (p *plugin) reconcile(pods []*api.PodSandbox, ctrs []*api.Container) syncRe
 		cg, err := p.attach(cfg, pod, ctr, pol, false)
 		if err != nil {
 			log.Error("running container has no policy and cannot get it", "policy", pol.String(), "err", err)
-			r.failed++
+			failed++
 			continue
 		}
 		log.Warn("policy attached to a container that started without it", "policy", pol.String(),
 			"source", source, "cgroup", cg.Path, "cgroup_id", cg.ID)
-		r.attached++
+		added++
 	}
 
 	for _, st := range statuses {
@@ -137,16 +134,15 @@ func (p *plugin) reconcile(pods []*api.PodSandbox, ctrs []*api.Container) syncRe
 		if err != nil && !errors.Is(err, enforce.ErrNotAttached) {
 			p.log.Warn("cannot remove the policy of a container that is gone", "name", st.Name,
 				"container_id", st.Container, "cgroup_id", st.CgroupID, "err", err)
-			r.failed++
+			failed++
 			continue
 		}
 		p.log.Info("policy removed: its container is gone", "name", st.Name,
 			"container_id", st.Container, "cgroup_id", st.CgroupID)
-		r.detached++
+		removed++
 	}
 	p.log.Info("synchronized", "pods", len(pods), "containers", len(ctrs),
-		"attached", r.attached, "detached", r.detached, "failed", r.failed)
-	return r
+		"attached", added, "detached", removed, "failed", failed)
 }
 
 // running reports whether a container's processes may run.
