@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -35,16 +34,19 @@ type Label struct {
 //
 // A cgroup's first attach runs these steps, ordered so that a cgpol killed
 // at any instant never leaves cg less restricted than the policy asked for:
-//  1. claim a free slot (create-only, so no two cgroups ever share one) and
-//     fill it with the policy, owned by cg;
-//  2. link every hook to cg. The kernel creates cg's storage zeroed, which
-//     names no slot and so denies everything: a hook that is linked but not
-//     yet pointed at the slot denies;
+//  1. claim a free slot (create-only, so no two cgroups ever share one),
+//     write the policy's rule maps under the slot's first generation, and
+//     fill the slot with the policy, owned by cg;
+//  2. link the hooks that the policy needs to cg. The kernel creates cg's
+//     storage zeroed, which names no slot and so denies everything: a hook
+//     that is linked but not yet pointed at the slot denies;
 //  3. point cg's storage at the slot.
 //
-// Any later attach replaces the slot's policy in one update, so every call
-// is judged by the old policy or the new one, never a mix. gc releases a
-// slot whose attach was killed before step 3.
+// A later attach writes the new rule maps under the generation that the
+// current policy does not use, links any hook that the new policy needs and
+// the old one did not, then replaces the slot's policy in one update, so
+// every call is judged by the old policy and its rules or by the new ones,
+// never a mix. gc releases a slot whose attach was killed before step 3.
 func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, label Label) error {
 	if err := cgroup.CheckAttachable(cg); err != nil {
 		return err
@@ -71,17 +73,16 @@ func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, label Label) erro
 		return fmt.Errorf("attach %s: %w", cg, err)
 	}
 	if linked && ref.Slot != 0 && o.slotOwner(ref.Slot-1) == cg.ID {
-		if err := o.fillSlot(ref.Slot-1, &policy); err != nil {
-			return fmt.Errorf("attach %s: %w", cg, err)
-		}
-		if err := o.linkHooks(cg, dir); err != nil { // relink a hook whose pin was removed
-			return err
-		}
-		return o.record(cg.ID, ref.Slot-1, label)
+		return o.replace(cg, dir, ref.Slot-1, &policy, e, label)
 	}
 
 	slot, err := o.claimSlot(cg.ID)
 	if err != nil {
+		return fmt.Errorf("attach %s: %w", cg, err)
+	}
+	policy.Rules = slot * 2
+	if err := o.fillRules(policy.Rules, e); err != nil {
+		o.releaseSlot(slot)
 		return fmt.Errorf("attach %s: %w", cg, err)
 	}
 	if err := o.fillSlot(slot, &policy); err != nil {
@@ -92,7 +93,7 @@ func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, label Label) erro
 		o.releaseSlot(slot)
 		return err
 	}
-	if err := o.linkHooks(cg, dir); err != nil {
+	if err := o.linkHooks(cg, dir, policy.Flags); err != nil {
 		o.releaseSlot(slot)
 		if !linked {
 			o.unlinkHooks(cg.ID) // leave cg as it was
@@ -104,6 +105,26 @@ func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, label Label) erro
 		return fmt.Errorf("attach %s: point the cgroup at its policy: %w", cg, err)
 	}
 	return nil
+}
+
+// replace puts a new policy into the slot of a cgroup that has one.
+func (o *Objects) replace(cg cgroup.Cgroup, dir string, slot uint32, policy *bpf.Policy, e *compile.Entries, label Label) error {
+	current := slot * 2
+	if old, err := o.slotPolicy(slot); err == nil && old.CgroupId == cg.ID && old.Rules/2 == slot {
+		current = old.Rules
+	}
+	policy.Rules = current ^ 1 // the other generation
+	if err := o.fillRules(policy.Rules, e); err != nil {
+		return fmt.Errorf("attach %s: %w", cg, err)
+	}
+	if err := o.linkHooks(cg, dir, policy.Flags); err != nil {
+		return err
+	}
+	if err := o.fillSlot(slot, policy); err != nil {
+		return fmt.Errorf("attach %s: %w", cg, err)
+	}
+	o.clearRules(current)
+	return o.record(cg.ID, slot, label)
 }
 
 // cgroupDir is where the links of one cgroup are pinned.
@@ -150,20 +171,30 @@ func (o *Objects) slotOwner(slot uint32) uint64 {
 	return owner
 }
 
-// releaseSlot empties a slot and drops its claim.
+// releaseSlot empties a slot and its rule maps, and drops its claim.
 func (o *Objects) releaseSlot(slot uint32) {
 	_ = o.Policies.Delete(slot)
+	o.clearRules(slot * 2)
+	o.clearRules(slot*2 + 1)
 	_ = o.Slots.Delete(slot)
 }
 
-// policyMapSpec describes the one-element array that holds a slot's policy.
-// It must match the inner map of cgpol_policies exactly.
-var policyMapSpec = &ebpf.MapSpec{
-	Name:       "cgpol_policy",
-	Type:       ebpf.Array,
-	KeySize:    4,
-	ValueSize:  uint32(unsafe.Sizeof(bpf.Policy{})),
-	MaxEntries: 1,
+// slotPolicy reads the policy in a slot.
+func (o *Objects) slotPolicy(slot uint32) (bpf.Policy, error) {
+	var p bpf.Policy
+	var innerID ebpf.MapID
+	if err := o.Policies.Lookup(slot, &innerID); err != nil || innerID == 0 {
+		return p, fmt.Errorf("policy slot %d is empty", slot)
+	}
+	m, err := ebpf.NewMapFromID(innerID)
+	if err != nil {
+		return p, fmt.Errorf("open the policy in slot %d: %w", slot, err)
+	}
+	defer m.Close()
+	if err := m.Lookup(uint32(0), &p); err != nil {
+		return p, fmt.Errorf("read the policy in slot %d: %w", slot, err)
+	}
+	return p, nil
 }
 
 // fillSlot puts a policy into a slot, replacing what it held in one update.
@@ -195,9 +226,10 @@ func (o *Objects) record(id uint64, slot uint32, label Label) error {
 	return nil
 }
 
-// linkHooks links every hook's program to cg and pins the links in dir.
-// Links that are pinned already and still right are kept.
-func (o *Objects) linkHooks(cg cgroup.Cgroup, dir string) error {
+// linkHooks links the programs of the hooks that a policy with these flags
+// needs to cg, and pins the links in dir. Links that are pinned already and
+// still right are kept, needed or not.
+func (o *Objects) linkHooks(cg cgroup.Cgroup, dir string, flags uint32) error {
 	f, err := cg.Open()
 	if err != nil {
 		return fmt.Errorf("attach %s: %w", cg, err)
@@ -205,7 +237,7 @@ func (o *Objects) linkHooks(cg cgroup.Cgroup, dir string) error {
 	defer f.Close()
 	for _, h := range bpf.Hooks {
 		pin := filepath.Join(dir, h.Name)
-		if o.linkCurrent(pin, cg.ID, h) {
+		if o.linkCurrent(pin, cg.ID, h) || !h.Needed(flags) {
 			continue
 		}
 		l, err := link.AttachRawLink(link.RawLinkOptions{

@@ -210,7 +210,7 @@ func TestMissingPolicyDenies(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := objs.linkHooks(unwritten, dir); err != nil {
+	if err := objs.linkHooks(unwritten, dir, 0); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, unwritten, map[string]string{call: "EPERM"})
@@ -255,13 +255,15 @@ func TestCountersPerHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string][2]uint64{}
+	linked := map[string]bool{"connect4": true, "connect6": true, "sendmsg4": true, "sendmsg6": true, "socket": true}
 	for _, h := range st.Hooks {
-		if !h.Linked {
-			t.Errorf("hook %s not linked", h.Hook)
+		if h.Linked != linked[h.Hook] {
+			t.Errorf("hook %s linked = %v, want %v for an allow-ports policy", h.Hook, h.Linked, linked[h.Hook])
 		}
 		got[h.Hook] = [2]uint64{h.Allowed, h.Denied}
 	}
-	want := map[string][2]uint64{"connect4": {1, 2}, "connect6": {0, 0}, "sendmsg4": {0, 0}, "sendmsg6": {1, 0}}
+	// The probe opens one UDP socket per call: 4 socket creations allowed.
+	want := map[string][2]uint64{"connect4": {1, 2}, "connect6": {0, 0}, "sendmsg4": {0, 0}, "sendmsg6": {1, 0}, "socket": {4, 0}}
 	for hook, w := range want {
 		if got[hook] != w {
 			t.Errorf("%s: allowed, denied = %v, want %v", hook, got[hook], w)

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -49,6 +50,13 @@ type Objects struct {
 	Refs        *ebpf.Map                // cgroup storage: struct cgpol_ref
 	Counters    *ebpf.Map                // per-CPU cgroup storage: struct cgpol_hook_counters
 	Policies    *ebpf.Map                // slot -> array holding struct cgpol_policy
+	CIDR4       *ebpf.Map                // policy.Rules -> LPM trie of IPv4 address rules
+	CIDR6       *ebpf.Map                // policy.Rules -> LPM trie of IPv6 address rules
+	PortSets    *ebpf.Map                // policy.Rules -> chunked port sets (bind, address rules)
+	Redirects   *ebpf.Map                // policy.Rules -> redirects
+	RevNAT      *ebpf.Map                // (socket, target) -> what was dialled
+	Events      *ebpf.Map                // ring buffer of deny and audit events
+	Stats       *ebpf.Map                // per-CPU global counters
 	Slots       *ebpf.Map                // slot -> cgroup id that claimed it
 	Attachments *ebpf.Map                // cgroup id -> struct cgpol_attachment
 
@@ -61,11 +69,17 @@ func (o *Objects) Close() {
 	for _, p := range o.Programs {
 		p.Close()
 	}
-	for _, m := range []*ebpf.Map{o.Refs, o.Counters, o.Policies, o.Slots, o.Attachments} {
+	for _, m := range o.maps() {
 		if m != nil {
 			m.Close()
 		}
 	}
+}
+
+// maps lists every map of an install.
+func (o *Objects) maps() []*ebpf.Map {
+	return []*ebpf.Map{o.Refs, o.Counters, o.Policies, o.CIDR4, o.CIDR6, o.PortSets, o.Redirects,
+		o.RevNAT, o.Events, o.Stats, o.Slots, o.Attachments}
 }
 
 // Install pins cgpol's programs and maps under root, unless they are pinned
@@ -116,6 +130,9 @@ func publish(root string) error {
 		}
 	}
 	for name, m := range coll.Maps {
+		if strings.HasPrefix(name, ".") {
+			continue // .rodata: the load-time constants, held by the programs
+		}
 		if err := m.Pin(filepath.Join(tmp, mapDir, name)); err != nil {
 			return fmt.Errorf("install: pin %s: %w", name, err)
 		}
@@ -133,6 +150,9 @@ func load() (*ebpf.Collection, error) {
 	spec, err := bpf.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("install: read embedded BPF object: %w", err)
+	}
+	if err := spec.Variables[bpf.VarFeatures].Set(kernelFeatures()); err != nil {
+		return nil, fmt.Errorf("install: %w", err)
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
@@ -169,7 +189,10 @@ func Open(root string) (*Objects, error) {
 	}
 	for name, m := range map[string]**ebpf.Map{
 		bpf.MapRefs: &o.Refs, bpf.MapCounters: &o.Counters,
-		bpf.MapPolicies: &o.Policies, bpf.MapSlots: &o.Slots, bpf.MapAttachments: &o.Attachments,
+		bpf.MapPolicies: &o.Policies, bpf.MapCIDR4: &o.CIDR4, bpf.MapCIDR6: &o.CIDR6,
+		bpf.MapPortSets: &o.PortSets, bpf.MapRedirects: &o.Redirects, bpf.MapRevNAT: &o.RevNAT,
+		bpf.MapEvents: &o.Events, bpf.MapStats: &o.Stats,
+		bpf.MapSlots: &o.Slots, bpf.MapAttachments: &o.Attachments,
 	} {
 		var err error
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, mapDir, name), nil); err != nil {

@@ -5,8 +5,11 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/cgpol/cgpol/bpf"
 )
 
 // MinKernel is the oldest kernel that has every feature cgpol needs.
@@ -43,6 +46,24 @@ func probeSharedCgroupStorage() error {
 	}
 	m.Close()
 	return nil
+}
+
+// kernelFeatures returns the optional features (bpf.Feature*) that this
+// kernel supports, for the programs' load-time constant.
+func kernelFeatures() uint32 {
+	var f uint32
+	taskInfo := true
+	for _, pt := range []ebpf.ProgramType{ebpf.CGroupSockAddr, ebpf.CGroupSock} {
+		for _, fn := range []asm.BuiltinFunc{asm.FnGetCurrentPidTgid, asm.FnGetCurrentComm, asm.FnGetCurrentCgroupId} {
+			if features.HaveProgramHelper(pt, fn) != nil {
+				taskInfo = false
+			}
+		}
+	}
+	if taskInfo {
+		f |= bpf.FeatureTaskInfo
+	}
+	return f
 }
 
 // explainLoadError turns a failure to load the object into the reason a

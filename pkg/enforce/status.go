@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/cgpol/cgpol/bpf"
@@ -34,11 +33,12 @@ type Status struct {
 
 // HookStatus is one hook of an attached cgroup and its counters, summed over CPUs.
 type HookStatus struct {
-	Hook    string `json:"hook"`
-	Linked  bool   `json:"linked"`
-	Allowed uint64 `json:"allowed"`
-	Denied  uint64 `json:"denied"`
-	Audited uint64 `json:"audited"`
+	Hook       string `json:"hook"`
+	Linked     bool   `json:"linked"`
+	Allowed    uint64 `json:"allowed"`
+	Denied     uint64 `json:"denied"`
+	Audited    uint64 `json:"audited"`
+	Redirected uint64 `json:"redirected"`
 }
 
 // List reports every cgroup that has links pinned, sorted by cgroup path.
@@ -128,6 +128,7 @@ func (o *Objects) status(mount string, id uint64) Status {
 				hs.Allowed += c.Allowed
 				hs.Denied += c.Denied
 				hs.Audited += c.Audited
+				hs.Redirected += c.Redirected
 			}
 		}
 		s.Hooks = append(s.Hooks, hs)
@@ -172,27 +173,23 @@ func (o *Objects) linkLive(pin string, id uint64) bool {
 // readPolicy reads back the policy that the kernel enforces for a ref.
 func (o *Objects) readPolicy(ref bpf.Ref) (string, error) {
 	slot := ref.Slot - 1
-	var innerID ebpf.MapID
-	if err := o.Policies.Lookup(slot, &innerID); err != nil || innerID == 0 {
-		return "", fmt.Errorf("policy slot %d is empty", slot)
-	}
-	m, err := ebpf.NewMapFromID(innerID)
-	if err != nil {
-		return "", fmt.Errorf("open the policy in slot %d: %w", slot, err)
-	}
-	defer m.Close()
-	var e compile.Entries
-	if err := m.Lookup(uint32(0), &e.Policy); err != nil {
-		return "", fmt.Errorf("read the policy in slot %d: %w", slot, err)
-	}
-	if e.Policy.CgroupId != ref.CgroupId {
-		return "", fmt.Errorf("policy slot %d belongs to cgroup %d", slot, e.Policy.CgroupId)
-	}
-	p, err := compile.Decompile(&e)
+	p, err := o.slotPolicy(slot)
 	if err != nil {
 		return "", err
 	}
-	return p.String(), nil
+	if p.CgroupId != ref.CgroupId {
+		return "", fmt.Errorf("policy slot %d belongs to cgroup %d", slot, p.CgroupId)
+	}
+	e := compile.NewEntries()
+	e.Policy = p
+	if err := o.readRules(p.Rules, e); err != nil {
+		return "", err
+	}
+	decompiled, err := compile.Decompile(e)
+	if err != nil {
+		return "", err
+	}
+	return decompiled.String(), nil
 }
 
 func cString(b []int8) string {

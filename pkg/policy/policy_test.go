@@ -80,3 +80,59 @@ func TestPolicyRoundTrip(t *testing.T) {
 		t.Errorf("zero policy String = %s", Policy{})
 	}
 }
+
+func TestFromAnnotationsAllKeys(t *testing.T) {
+	p, _, err := FromAnnotations(map[string]string{
+		KeyAllowPorts: "443",
+		KeyAllowCIDRs: "0.0.0.0/0 except 10.0.0.0/8",
+		KeyAllowBind:  "0,8000-9000",
+		KeyRedirect:   "udp:53=127.0.0.1:5353",
+		KeyMode:       "Audit",
+		KeyRawSockets: "allow",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Audit || p.DeniesRaw() || p.BindPorts.String() != "0,8000-9000" || len(p.Redirects) != 1 || len(p.EgressCIDRs.Rules) != 1 {
+		t.Errorf("parsed %+v", p)
+	}
+	again, _, err := FromAnnotations(p.Annotations())
+	if err != nil || !again.Equal(p) {
+		t.Errorf("round trip: %v, %v", again, err)
+	}
+}
+
+func TestRawSocketsDefault(t *testing.T) {
+	for _, tt := range []struct {
+		ann  map[string]string
+		deny bool
+	}{
+		{map[string]string{KeyAllowPorts: "80"}, true},
+		{map[string]string{KeyAllowCIDRs: "0.0.0.0/0"}, true},
+		{map[string]string{KeyAllowBind: "80"}, false},
+		{map[string]string{KeyMode: "audit"}, false},
+		{map[string]string{KeyAllowPorts: "80", KeyRawSockets: "allow"}, false},
+		{map[string]string{KeyAllowBind: "80", KeyRawSockets: "deny"}, true},
+	} {
+		p, _, err := FromAnnotations(tt.ann)
+		if err != nil || p.DeniesRaw() != tt.deny {
+			t.Errorf("%v: DeniesRaw = %v, %v; want %v", tt.ann, p.DeniesRaw(), err, tt.deny)
+		}
+	}
+}
+
+func TestModeAndRawErrors(t *testing.T) {
+	for ann, want := range map[string]string{
+		KeyMode:       `invalid annotation cgpol.io/mode="strict": want enforce or audit`,
+		KeyRawSockets: `invalid annotation cgpol.io/raw-sockets="strict": want deny or allow`,
+	} {
+		_, _, err := FromAnnotations(map[string]string{ann: "strict"})
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", ann, err, want)
+		}
+	}
+	_, _, err := FromAnnotations(map[string]string{KeyAllowBind: "0-10,70000"})
+	if err == nil || !strings.Contains(err.Error(), `item 2 "70000": port 70000 is out of range; want 0-65535`) {
+		t.Errorf("allow-bind: %v", err)
+	}
+}

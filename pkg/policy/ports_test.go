@@ -152,7 +152,7 @@ func FuzzParsePortSet(f *testing.F) {
 		want := [2]map[uint16]bool{{}, {}}
 		if strings.TrimSpace(value) != "" {
 			for _, item := range strings.Split(value, ",") {
-				protos, r, err := parsePortItem(strings.TrimSpace(item))
+				protos, r, err := parsePortItem(strings.TrimSpace(item), 1)
 				if err != nil {
 					t.Fatalf("item %q failed alone: %v", item, err)
 				}
