@@ -77,7 +77,10 @@ func probeLoop(b *testing.B, cg cgroup.Cgroup, target string) float64 {
 	}
 	// "loop udp 127.0.0.1:9: 312.4 ns/op"
 	fields := strings.Fields(string(out))
-	ns, err := strconv.ParseFloat(fields[len(fields)-2], 64)
+	if len(fields) != 5 || fields[4] != "ns/op" {
+		b.Fatalf("probe output %q: calls failed, or not a loop result", out)
+	}
+	ns, err := strconv.ParseFloat(fields[3], 64)
 	if err != nil {
 		b.Fatalf("probe output %q: %v", out, err)
 	}

@@ -34,7 +34,13 @@ func setup(t *testing.T) *Objects {
 
 func attach(t *testing.T, objs *Objects, cg cgroup.Cgroup, spec string) {
 	t.Helper()
-	p, _, err := policy.FromAnnotations(map[string]string{policy.KeyAllowPorts: spec})
+	attachAnnotations(t, objs, cg, map[string]string{policy.KeyAllowPorts: spec})
+}
+
+// attachAnnotations attaches the policy that annotations ask for.
+func attachAnnotations(t *testing.T, objs *Objects, cg cgroup.Cgroup, ann map[string]string) {
+	t.Helper()
+	p, _, err := policy.FromAnnotations(ann)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +56,13 @@ func addr(ip string, port int) string {
 // expect runs one probe with every call in want and checks each result.
 func expect(t *testing.T, cg cgroup.Cgroup, want map[string]string) {
 	t.Helper()
-	var args []string
+	expectWith(t, cg, nil, want)
+}
+
+// expectWith is expect with probe flags, e.g. -netns PATH.
+func expectWith(t *testing.T, cg cgroup.Cgroup, flags []string, want map[string]string) {
+	t.Helper()
+	args := append([]string(nil), flags...)
 	for call := range want {
 		var c, proto, a string
 		fmt.Sscan(call, &c, &proto, &a)

@@ -41,8 +41,20 @@ type HookStatus struct {
 	Redirected uint64 `json:"redirected"`
 }
 
-// List reports every cgroup that has links pinned, sorted by cgroup path.
+// List reports every cgroup that has links pinned, sorted by cgroup path,
+// with the policy read back from the kernel.
 func (o *Objects) List() ([]Status, error) {
+	return o.list(true)
+}
+
+// Counts is List without reading the policies back: labels and counters
+// only, cheap enough for every metrics scrape. Problem is still set for a
+// cgroup whose policy cannot be read.
+func (o *Objects) Counts() ([]Status, error) {
+	return o.list(false)
+}
+
+func (o *Objects) list(withPolicy bool) ([]Status, error) {
 	mount, err := cgroup.Mount()
 	if err != nil {
 		return nil, err
@@ -53,7 +65,7 @@ func (o *Objects) List() ([]Status, error) {
 	}
 	out := make([]Status, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, o.status(mount, id))
+		out = append(out, o.status(mount, id, withPolicy))
 	}
 	slices.SortFunc(out, func(a, b Status) int {
 		return cmp.Or(cmp.Compare(a.Cgroup, b.Cgroup), cmp.Compare(a.CgroupID, b.CgroupID))
@@ -70,7 +82,18 @@ func (o *Objects) StatusOf(id uint64) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return o.status(mount, id), nil
+	return o.status(mount, id, true), nil
+}
+
+// Attachment returns what was recorded about an attached cgroup: its
+// name, container id, manager and attach time (no counters, no policy).
+func (o *Objects) Attachment(id uint64) (Status, error) {
+	var meta bpf.Attachment
+	if err := o.Attachments.Lookup(id, &meta); err != nil {
+		return Status{}, fmt.Errorf("cgroup %d: %w", id, ErrNotAttached)
+	}
+	return Status{CgroupID: id, Name: cString(meta.Name[:]), Container: cString(meta.Container[:]),
+		Manager: cString(meta.Manager[:]), Attached: time.Unix(0, int64(meta.AttachedUnixNs))}, nil
 }
 
 // FindContainer returns the cgroup id of the attachment recorded for a
@@ -108,7 +131,7 @@ func (o *Objects) attachedIDs() ([]uint64, error) {
 	return ids, nil
 }
 
-func (o *Objects) status(mount string, id uint64) Status {
+func (o *Objects) status(mount string, id uint64, withPolicy bool) Status {
 	s := Status{CgroupID: id}
 	if cg, err := cgroup.ByID(mount, id); err == nil {
 		s.Cgroup = cg.Path
@@ -142,6 +165,11 @@ func (o *Objects) status(mount string, id uint64) Status {
 	case ref.Slot == 0:
 		s.Policy = "deny all"
 		s.Problem = "the attach did not finish, so every call is denied; attach again or detach"
+	case !withPolicy:
+		s.Slot = ref.Slot - 1
+		if p, err := o.slotPolicy(s.Slot); err != nil || p.CgroupId != id {
+			s.Problem = fmt.Sprintf("policy slot %d does not hold this cgroup's policy, so every call is denied", s.Slot)
+		}
 	default:
 		s.Slot = ref.Slot - 1
 		p, err := o.readPolicy(ref)
