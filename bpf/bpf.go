@@ -96,6 +96,11 @@ const StatEventsLost = uint32(bpfCgpolStatCGPOL_STAT_EVENTS_LOST)
 // Linux 6.1 for cgroup socket programs.
 const FeatureTaskInfo = uint32(bpfCgpolFeatureCGPOL_FEAT_TASK_INFO)
 
+// FeatureSkMemo lets connect and sendmsg remember a socket's last allowed
+// IPv4 destination under address rules (bpf_sk_storage_get in sock_addr
+// programs).
+const FeatureSkMemo = uint32(bpfCgpolFeatureCGPOL_FEAT_SK_MEMO)
+
 // VarFeatures is the load-time constant that turns features on.
 const VarFeatures = "cgpol_features"
 
@@ -109,6 +114,7 @@ const (
 	MapPortSets    = "cgpol_portsets"
 	MapRedirects   = "cgpol_redirects"
 	MapRevNAT      = "cgpol_revnat"
+	MapSkMemo      = "cgpol_sk_memo"
 	MapEvents      = "cgpol_events"
 	MapStats       = "cgpol_stats"
 	MapSlots       = "cgpol_slots"

@@ -70,6 +70,7 @@ type bpfCgpolFeature uint32
 
 const (
 	bpfCgpolFeatureCGPOL_FEAT_TASK_INFO bpfCgpolFeature = 1
+	bpfCgpolFeatureCGPOL_FEAT_SK_MEMO   bpfCgpolFeature = 2
 )
 
 type bpfCgpolFlag uint32
@@ -112,6 +113,7 @@ type bpfCgpolPolicy struct {
 	CgroupId uint64
 	Flags    uint32
 	Rules    uint32
+	Epoch    uint64
 	Ports    [2][1024]uint64
 }
 
@@ -217,6 +219,7 @@ const (
 	bpfMapCgpolRedirects = "cgpol_redirects"
 	bpfMapCgpolRefs      = "cgpol_refs"
 	bpfMapCgpolRevnat    = "cgpol_revnat"
+	bpfMapCgpolSkMemo    = "cgpol_sk_memo"
 	bpfMapCgpolSlots     = "cgpol_slots"
 	bpfMapCgpolStats     = "cgpol_stats"
 	bpfProgCgpolBind4    = "cgpol_bind4"
@@ -302,6 +305,7 @@ type bpfMapSpecs struct {
 	CgpolRedirects *ebpf.MapSpec `ebpf:"cgpol_redirects"`
 	CgpolRefs      *ebpf.MapSpec `ebpf:"cgpol_refs"`
 	CgpolRevnat    *ebpf.MapSpec `ebpf:"cgpol_revnat"`
+	CgpolSkMemo    *ebpf.MapSpec `ebpf:"cgpol_sk_memo"`
 	CgpolSlots     *ebpf.MapSpec `ebpf:"cgpol_slots"`
 	CgpolStats     *ebpf.MapSpec `ebpf:"cgpol_stats"`
 }
@@ -343,6 +347,7 @@ type bpfMaps struct {
 	CgpolRedirects *ebpf.Map `ebpf:"cgpol_redirects"`
 	CgpolRefs      *ebpf.Map `ebpf:"cgpol_refs"`
 	CgpolRevnat    *ebpf.Map `ebpf:"cgpol_revnat"`
+	CgpolSkMemo    *ebpf.Map `ebpf:"cgpol_sk_memo"`
 	CgpolSlots     *ebpf.Map `ebpf:"cgpol_slots"`
 	CgpolStats     *ebpf.Map `ebpf:"cgpol_stats"`
 }
@@ -359,6 +364,7 @@ func (m *bpfMaps) Close() error {
 		m.CgpolRedirects,
 		m.CgpolRefs,
 		m.CgpolRevnat,
+		m.CgpolSkMemo,
 		m.CgpolSlots,
 		m.CgpolStats,
 	)

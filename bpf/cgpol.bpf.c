@@ -118,6 +118,14 @@ struct {
 	});
 } cgpol_redirects SEC(".maps");
 
+/* socket -> memo of its last allowed IPv4 destination; see cgpol.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} cgpol_sk_memo SEC(".maps");
+
 /* (socket, redirect target) -> what the application dialled. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -282,33 +290,35 @@ static __always_inline bool port_in_rule_set(__u32 rules, __u16 set, __u16 port)
 	return chunk && (chunk->bits[bit / 64] >> (bit % 64)) & 1;
 }
 
-/* The address rules' verdict: CGPOL_R_NONE if some rule allows e. */
-static __always_inline int cidr_reason(const struct cgpol_policy *policy, int set, const struct endpoint *e)
+/* The longest matching prefix of the address rules, or NULL. */
+static __always_inline const struct cgpol_cidr_value *lpm_lookup(__u32 rules, const struct endpoint *e)
 {
-	const struct cgpol_cidr_value *value;
-	__u32 rules = policy->rules;
-
 	if (e->v4) {
 		void *trie = bpf_map_lookup_elem(&cgpol_cidr4, &rules);
 		if (!trie)
-			return CGPOL_R_CIDR;
+			return NULL;
 		struct cgpol_cidr4_key key = { .prefixlen = 32 };
 		__builtin_memcpy(key.addr, &e->addr[0], 4);
-		value = bpf_map_lookup_elem(trie, &key);
-	} else {
-		void *trie = bpf_map_lookup_elem(&cgpol_cidr6, &rules);
-		if (!trie)
-			return CGPOL_R_CIDR;
-		struct cgpol_cidr6_key key = { .prefixlen = 128 };
-		__builtin_memcpy(key.addr, e->addr, 16);
-		value = bpf_map_lookup_elem(trie, &key);
+		return bpf_map_lookup_elem(trie, &key);
 	}
+	void *trie = bpf_map_lookup_elem(&cgpol_cidr6, &rules);
+	if (!trie)
+		return NULL;
+	struct cgpol_cidr6_key key = { .prefixlen = 128 };
+	__builtin_memcpy(key.addr, e->addr, 16);
+	return bpf_map_lookup_elem(trie, &key);
+}
+
+/* The address rules' verdict: CGPOL_R_NONE if some rule allows e. */
+static __always_inline int cidr_reason(const struct cgpol_policy *policy, int set, const struct endpoint *e)
+{
+	const struct cgpol_cidr_value *value = lpm_lookup(policy->rules, e);
 	if (!value)
 		return CGPOL_R_CIDR;
 	__u16 ports = set == CGPOL_SET_EGRESS_TCP ? value->tcp : value->udp;
 	if (ports == CGPOL_RSET_ALL)
 		return CGPOL_R_NONE;
-	if (ports == CGPOL_RSET_NONE || !port_in_rule_set(rules, ports, e->port))
+	if (ports == CGPOL_RSET_NONE || !port_in_rule_set(policy->rules, ports, e->port))
 		return CGPOL_R_CIDR_PORT;
 	return CGPOL_R_NONE;
 }
@@ -425,12 +435,44 @@ static __always_inline void remember_dialled(struct bpf_sock_addr *ctx, const st
 }
 
 /*
+ * The memo word of an IPv4 destination under a policy (see cgpol.h), or 0
+ * where no memo applies: IPv6, no address rules (the port check alone is
+ * cheaper than the memo), redirects, or a kernel without the helper.
+ */
+static __always_inline __u64 memo_word(const struct cgpol_policy *policy, __u32 protocol, const struct endpoint *e)
+{
+	if (!(cgpol_features & CGPOL_FEAT_SK_MEMO) || !e->v4 ||
+	    (policy->flags & (CGPOL_F_EGRESS_CIDRS | CGPOL_F_REDIRECT)) != CGPOL_F_EGRESS_CIDRS)
+		return 0;
+	return (((__u64)e->addr[0] << 32) | ((__u64)e->port << 16) | ((protocol & 0xff) << 8) | 1) ^ policy->epoch;
+}
+
+/* Whether the socket's memo says this destination was allowed. */
+static __always_inline bool memo_allows(struct bpf_sock *sk, __u64 word)
+{
+	if (!word || !sk)
+		return false;
+	__u64 *memo = bpf_sk_storage_get(&cgpol_sk_memo, sk, 0, 0);
+	return memo && *(volatile __u64 *)memo == word;
+}
+
+static __always_inline void memo_remember(struct bpf_sock *sk, __u64 word)
+{
+	if (!word || !sk)
+		return;
+	__u64 *memo = bpf_sk_storage_get(&cgpol_sk_memo, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (memo)
+		*(volatile __u64 *)memo = word; /* one store: never half-written */
+}
+
+/*
  * The body of connect4/6 and sendmsg4/6: check the destination the
  * application asked for; if a redirect applies, check its target too, then
  * rewrite the call.
  */
 static __always_inline int egress(struct bpf_sock_addr *ctx, int hook, bool v6)
 {
+	struct bpf_sock *sk = ctx->sk; /* loaded first: the verifier wants ctx unmodified */
 	const struct cgpol_ref *ref;
 	const struct cgpol_policy *policy = current_policy(&ref);
 	__u32 protocol = ctx->protocol;
@@ -439,7 +481,12 @@ static __always_inline int egress(struct bpf_sock_addr *ctx, int hook, bool v6)
 	read_endpoint(ctx, v6, &dest);
 	if (!policy)
 		return verdict(hook, CGPOL_R_NO_POLICY, policy, ref, v6 ? AF_INET6 : AF_INET, protocol, 0, &dest);
+	__u64 word = memo_word(policy, protocol, &dest);
+	if (memo_allows(sk, word))
+		return verdict(hook, CGPOL_R_NONE, policy, ref, 0, 0, 0, &dest);
 	int reason = egress_reason(policy, protocol, &dest);
+	if (reason == CGPOL_R_NONE)
+		memo_remember(sk, word);
 	const struct cgpol_redirect_target *t = NULL;
 	struct endpoint target = { .v4 = dest.v4 };
 	if (reason == CGPOL_R_NONE && (policy->flags & CGPOL_F_REDIRECT)) {

@@ -98,6 +98,7 @@ struct cgpol_policy {
 	__u64 cgroup_id;  /* owner; a ref naming another cgroup is denied */
 	__u32 flags;      /* enum cgpol_flag */
 	__u32 rules;      /* index of this policy's rule maps: slot * 2 + generation */
+	__u64 epoch;      /* random, new for every policy published: binds cgpol_sk_memo */
 	__u64 ports[CGPOL_PORT_SETS][65536 / 64]; /* bit p%64 of word p/64: port p allowed */
 };
 
@@ -137,6 +138,13 @@ struct cgpol_cidr_value {
 	__u16 udp;
 };
 
+/*
+ * The per-socket memo of the last allowed IPv4 destination under address
+ * rules: one word, (address << 32 | port << 16 | protocol << 8 | 1) XOR the
+ * policy's epoch. It is written with one store, so threads sharing a socket
+ * never leave a half-written memo; a new policy has a new epoch, so an old
+ * memo never matches it. Only allowed verdicts are remembered.
+ */
 /* Key of a redirect rule. An all-zero address matches any address. */
 struct cgpol_redirect_key {
 	__u8 addr[16];  /* IPv4 in the first 4 bytes */
@@ -208,6 +216,7 @@ struct cgpol_attachment {
 /* Features that the loader turns on when the kernel has them. */
 enum cgpol_feature {
 	CGPOL_FEAT_TASK_INFO = 1 << 0, /* get_current_pid_tgid/comm in cgroup programs (6.1) */
+	CGPOL_FEAT_SK_MEMO = 1 << 1,   /* sk_storage_get in sock_addr programs */
 };
 
 #endif

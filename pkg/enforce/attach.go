@@ -1,6 +1,8 @@
 package enforce
 
 import (
+	cryptorand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -198,7 +200,14 @@ func (o *Objects) slotPolicy(slot uint32) (bpf.Policy, error) {
 }
 
 // fillSlot puts a policy into a slot, replacing what it held in one update.
+// It gives the policy a fresh epoch, so that no cached lookup of an earlier
+// policy ever applies to it.
 func (o *Objects) fillSlot(slot uint32, p *bpf.Policy) error {
+	epoch, err := randomEpoch()
+	if err != nil {
+		return err
+	}
+	p.Epoch = epoch
 	m, err := ebpf.NewMap(policyMapSpec)
 	if err != nil {
 		return fmt.Errorf("create policy map: %w", err)
@@ -291,5 +300,18 @@ func (o *Objects) unlinkHooks(id uint64) error {
 func putCString(dst []int8, s string) {
 	for i := range min(len(s), len(dst)-1) {
 		dst[i] = int8(s[i])
+	}
+}
+
+// randomEpoch returns a random, non-zero policy epoch.
+func randomEpoch() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := cryptorand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("policy epoch: %w", err)
+		}
+		if e := binary.NativeEndian.Uint64(b[:]); e != 0 {
+			return e, nil
+		}
 	}
 }

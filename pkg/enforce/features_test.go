@@ -1,8 +1,10 @@
 package enforce
 
 import (
+	"bufio"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -241,4 +243,40 @@ func mustSlot(t *testing.T, objs *Objects, id uint64) uint32 {
 		t.Fatalf("cgroup %d has no slot: %v", id, err)
 	}
 	return ref.Slot - 1
+}
+
+// A socket remembers its last allowed destination under address rules; a
+// new policy must not honour that memory.
+func TestSocketMemoEndsWithThePolicy(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	attachAnnotations(t, objs, cg, map[string]string{policy.KeyAllowCIDRs: "127.0.0.0/8"})
+	cmd := testenv.CommandIn(t, cg, testenv.Probe(t), "reconnect", "udp", "127.0.0.1:9")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewReader(stdout)
+	first, _ := lines.ReadString('\n')
+	if !strings.HasSuffix(first, ": ok\n") {
+		t.Fatalf("first connect: %q", first)
+	}
+	// The same address, now outside the rules: the socket's memo must not
+	// let it through.
+	attachAnnotations(t, objs, cg, map[string]string{policy.KeyAllowCIDRs: "127.0.0.2"})
+	stdin.Write([]byte("\n"))
+	second, _ := lines.ReadString('\n')
+	if !strings.HasSuffix(second, ": EPERM EPERM\n") {
+		t.Errorf("after the policy changed: %q, want connect and sendto denied", second)
+	}
+	cmd.Wait()
+
+	// On one socket, an allowed destination does not vouch for another.
+	attachAnnotations(t, objs, cg, map[string]string{policy.KeyAllowCIDRs: "127.0.0.1"})
+	out, err := testenv.CommandIn(t, cg, testenv.Probe(t), "spread", "udp", "127.0.0.0:9", "3").Output()
+	if err != nil || !strings.Contains(string(out), "failed=2 errno=EPERM") {
+		t.Errorf("127.0.0.0, .1, .2 on one socket: %v: %s, want 2 of 3 denied", err, out)
+	}
 }

@@ -55,6 +55,7 @@ type Objects struct {
 	PortSets    *ebpf.Map                // policy.Rules -> chunked port sets (bind, address rules)
 	Redirects   *ebpf.Map                // policy.Rules -> redirects
 	RevNAT      *ebpf.Map                // (socket, target) -> what was dialled
+	SkMemo      *ebpf.Map                // socket -> its last allowed IPv4 destination
 	Events      *ebpf.Map                // ring buffer of deny and audit events
 	Stats       *ebpf.Map                // per-CPU global counters
 	Slots       *ebpf.Map                // slot -> cgroup id that claimed it
@@ -79,7 +80,7 @@ func (o *Objects) Close() {
 // maps lists every map of an install.
 func (o *Objects) maps() []*ebpf.Map {
 	return []*ebpf.Map{o.Refs, o.Counters, o.Policies, o.CIDR4, o.CIDR6, o.PortSets, o.Redirects,
-		o.RevNAT, o.Events, o.Stats, o.Slots, o.Attachments}
+		o.RevNAT, o.SkMemo, o.Events, o.Stats, o.Slots, o.Attachments}
 }
 
 // Install pins cgpol's programs and maps under root, unless they are pinned
@@ -190,7 +191,7 @@ func Open(root string) (*Objects, error) {
 	for name, m := range map[string]**ebpf.Map{
 		bpf.MapRefs: &o.Refs, bpf.MapCounters: &o.Counters,
 		bpf.MapPolicies: &o.Policies, bpf.MapCIDR4: &o.CIDR4, bpf.MapCIDR6: &o.CIDR6,
-		bpf.MapPortSets: &o.PortSets, bpf.MapRedirects: &o.Redirects, bpf.MapRevNAT: &o.RevNAT,
+		bpf.MapPortSets: &o.PortSets, bpf.MapRedirects: &o.Redirects, bpf.MapRevNAT: &o.RevNAT, bpf.MapSkMemo: &o.SkMemo,
 		bpf.MapEvents: &o.Events, bpf.MapStats: &o.Stats,
 		bpf.MapSlots: &o.Slots, bpf.MapAttachments: &o.Attachments,
 	} {

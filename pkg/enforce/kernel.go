@@ -3,6 +3,7 @@ package enforce
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -63,6 +64,9 @@ func kernelFeatures() uint32 {
 	if taskInfo {
 		f |= bpf.FeatureTaskInfo
 	}
+	if features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSkStorageGet) == nil {
+		f |= bpf.FeatureSkMemo
+	}
 	return f
 }
 
@@ -70,6 +74,10 @@ func kernelFeatures() uint32 {
 // user can act on: missing privileges, or the kernel feature that is missing
 // and the release that has it.
 func explainLoadError(err error) error {
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) && os.Geteuid() == 0 {
+		return fmt.Errorf("the kernel's verifier rejected cgpol's programs (a kernel cgpol does not support yet? cgpol needs Linux %s or newer): %w", MinKernel, err)
+	}
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 		return fmt.Errorf("loading BPF programs was refused: cgpol must run as root (CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN): %w", err)
 	}

@@ -11,8 +11,12 @@
 //	probe dial tcp 127.0.0.1:8080      connect(2), read a line, getpeername(2):
 //	                                   "ok peer=ADDR reply=LINE"
 //	probe echo udp 127.0.0.1:5353      sendto(2), then recvfrom(2): "ok from=ADDR reply=DATA"
+//	probe reconnect udp 127.0.0.1:9    connect(2), print, wait for a line on stdin, then
+//	                                   connect(2) and sendto(2) again on the same socket
 //	probe loop udp 127.0.0.1:9 N       N UDP connect(2) calls; prints ns per call
 //	                                   and how many failed
+//	probe spread udp 127.0.0.0:9 N     the same, but call i goes to the address
+//	                                   i % 60000 above the given one: no two in a row alike
 //
 // Several calls can follow each other: probe connect tcp A sendto udp B.
 // Each prints "<call> <proto> <addr>: ok" or ": <ERRNO>", e.g. EPERM.
@@ -23,6 +27,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,7 +69,7 @@ func main() {
 		if err != nil {
 			fail("bad address %q: %v", addr, err)
 		}
-		if call == "loop" {
+		if call == "loop" || call == "spread" {
 			if len(args) < 1 {
 				fail("loop needs a count")
 			}
@@ -73,7 +78,7 @@ func main() {
 				fail("bad count %q", args[0])
 			}
 			args = args[1:]
-			loop(proto, ap, n)
+			loop(proto, ap, n, call == "spread")
 			continue
 		}
 		fmt.Printf("%s %s %s: %s\n", call, proto, addr, do(call, proto, ap))
@@ -153,6 +158,10 @@ func do(call, proto string, ap netip.AddrPort) string {
 		return dial(fd, sa)
 	case "echo":
 		return echo(fd, sa)
+	case "reconnect":
+		fmt.Printf("%s %s %s: %s\n", call, proto, sockaddrString(sa), result(unix.Connect(fd, sa)))
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		return result(unix.Connect(fd, sa)) + " " + result(unix.Sendto(fd, []byte("probe"), 0, sa))
 	}
 	fail("unknown call %q", call)
 	return ""
@@ -205,23 +214,39 @@ func sockaddrString(sa unix.Sockaddr) string {
 // so the cost that a connect program adds shows directly. The calls go
 // straight to the kernel (RawSyscall, a prebuilt sockaddr), as tight as a C
 // loop, so that the Go runtime does not dilute the ratio.
-func loop(proto string, ap netip.AddrPort, n int) {
+func loop(proto string, ap netip.AddrPort, n int, spread bool) {
 	fd, _, err := socket(proto, ap)
 	if err != nil {
 		fail("socket: %v", err)
 	}
 	defer unix.Close(fd)
-	sa, size := rawSockaddr(ap)
+	const spreadSize = 60000
+	sas := make([]unsafe.Pointer, 1, spreadSize)
+	sas[0], _ = rawSockaddr(ap)
+	_, size := rawSockaddr(ap)
+	if spread {
+		if !ap.Addr().Is4() {
+			fail("spread takes an IPv4 address")
+		}
+		base := ap.Addr().As4()
+		for i := 1; i < spreadSize; i++ {
+			a := base
+			a[2], a[3] = base[2]+byte(i>>8), base[3]+byte(i)
+			sa, _ := rawSockaddr(netip.AddrPortFrom(netip.AddrFrom4(a), ap.Port()))
+			sas = append(sas, sa)
+		}
+	}
 	failed := 0
 	var errno unix.Errno
 	start := time.Now()
-	for range n {
+	for i := range n {
+		sa := sas[i%len(sas)]
 		if _, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(sa), size); e != 0 {
 			failed, errno = failed+1, e
 		}
 	}
 	elapsed := time.Since(start)
-	runtime.KeepAlive(sa)
+	runtime.KeepAlive(sas)
 	fmt.Printf("loop %s %s: %.1f ns/op", proto, ap, float64(elapsed.Nanoseconds())/float64(n))
 	if failed > 0 {
 		fmt.Printf(" failed=%d errno=%s", failed, unix.ErrnoName(errno))
