@@ -136,3 +136,30 @@ func TestModeAndRawErrors(t *testing.T) {
 		t.Errorf("allow-bind: %v", err)
 	}
 }
+
+// FuzzFromAnnotations feeds one value to every key: the result is either
+// one AnnotationError line naming the key, or a policy whose canonical
+// annotations parse back to the same policy.
+func FuzzFromAnnotations(f *testing.F) {
+	for _, s := range []string{"", "80", "audit", "deny", "0.0.0.0/0 except 10.0.0.0/8", "udp:53=127.0.0.1:5353", "0,8000-9000"} {
+		f.Add(uint8(0), s)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, value string) {
+		key := Keys[int(which)%len(Keys)]
+		p, found, err := FromAnnotations(map[string]string{key: value})
+		if !found {
+			t.Fatal("a cgpol key was not found")
+		}
+		if err != nil {
+			var ae *AnnotationError
+			if !errors.As(err, &ae) || ae.Key != key || strings.ContainsAny(err.Error(), "\n\r") || !strings.HasPrefix(err.Error(), "invalid annotation "+key+"=") {
+				t.Fatalf("%s=%q: bad error %q", key, value, err)
+			}
+			return
+		}
+		again, _, err := FromAnnotations(p.Annotations())
+		if err != nil || !again.Equal(p) {
+			t.Fatalf("%s=%q: canonical %v parses to %v, %v", key, value, p.Annotations(), again.Annotations(), err)
+		}
+	})
+}
