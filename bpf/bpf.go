@@ -162,6 +162,18 @@ func HookByID(id uint16) (Hook, bool) {
 	return Hook{}, false
 }
 
+// CString reads a NUL-terminated C char array, as the generated types hold them.
+func CString(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}
+
 // Spec returns the compiled object, ready to load.
 func Spec() (*ebpf.CollectionSpec, error) {
 	return loadBpf()

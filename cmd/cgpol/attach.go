@@ -127,7 +127,7 @@ func runDetach(g *globals, args []string) error {
 	} else if t.path != "" || t.pid != 0 {
 		return usageError("give exactly one of --cgroup, --pid and --id")
 	}
-	objs, err := enforce.Open(g.root)
+	objs, err := g.open()
 	if err != nil {
 		return err
 	}

@@ -116,6 +116,11 @@ func (g *globals) flags() *flag.FlagSet {
 	return fs
 }
 
+// open opens the install under the global --bpffs root.
+func (g *globals) open() (*enforce.Objects, error) {
+	return enforce.Open(g.root)
+}
+
 // parse parses a verb's flags and rejects stray arguments.
 func parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(os.Stderr)

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/cgpol/cgpol/pkg/enforce"
 	"github.com/cgpol/cgpol/pkg/events"
 	"github.com/cgpol/cgpol/pkg/metrics"
 )
@@ -23,7 +22,7 @@ func runEvents(g *globals, args []string) error {
 	if *format != "text" && *format != "json" {
 		return usageError("unknown format %q: want text or json", *format)
 	}
-	objs, err := enforce.Open(g.root)
+	objs, err := g.open()
 	if err != nil {
 		return err
 	}
@@ -63,7 +62,7 @@ func runMetrics(g *globals, args []string) error {
 	if err := parse(g.flags(), args); err != nil {
 		return err
 	}
-	objs, err := enforce.Open(g.root)
+	objs, err := g.open()
 	if err != nil {
 		return err
 	}

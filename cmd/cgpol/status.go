@@ -18,7 +18,7 @@ func runStatus(g *globals, args []string) error {
 	if *format != "table" && *format != "json" {
 		return usageError("unknown format %q: want table or json", *format)
 	}
-	objs, err := enforce.Open(g.root)
+	objs, err := g.open()
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package enforce
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"os"
@@ -92,8 +91,8 @@ func (o *Objects) Attachment(id uint64) (Status, error) {
 	if err := o.Attachments.Lookup(id, &meta); err != nil {
 		return Status{}, fmt.Errorf("cgroup %d: %w", id, ErrNotAttached)
 	}
-	return Status{CgroupID: id, Name: cString(meta.Name[:]), Container: cString(meta.Container[:]),
-		Manager: cString(meta.Manager[:]), Attached: time.Unix(0, int64(meta.AttachedUnixNs))}, nil
+	return Status{CgroupID: id, Name: bpf.CString(meta.Name[:]), Container: bpf.CString(meta.Container[:]),
+		Manager: bpf.CString(meta.Manager[:]), Attached: time.Unix(0, int64(meta.AttachedUnixNs))}, nil
 }
 
 // FindContainer returns the cgroup id of the attachment recorded for a
@@ -106,7 +105,7 @@ func (o *Objects) FindContainer(container string) (id uint64, ok bool, err error
 	var meta bpf.Attachment
 	iter := o.Attachments.Iterate()
 	for iter.Next(&cgID, &meta) {
-		if cString(meta.Container[:]) == container {
+		if bpf.CString(meta.Container[:]) == container {
 			return cgID, true, nil
 		}
 	}
@@ -138,9 +137,9 @@ func (o *Objects) status(mount string, id uint64, withPolicy bool) Status {
 	}
 	var meta bpf.Attachment
 	if o.Attachments.Lookup(id, &meta) == nil {
-		s.Name = cString(meta.Name[:])
-		s.Container = cString(meta.Container[:])
-		s.Manager = cString(meta.Manager[:])
+		s.Name = bpf.CString(meta.Name[:])
+		s.Container = bpf.CString(meta.Container[:])
+		s.Manager = bpf.CString(meta.Manager[:])
 		s.Attached = time.Unix(0, int64(meta.AttachedUnixNs))
 	}
 	for _, h := range bpf.Hooks {
@@ -218,15 +217,4 @@ func (o *Objects) readPolicy(ref bpf.Ref) (string, error) {
 		return "", err
 	}
 	return decompiled.String(), nil
-}
-
-func cString(b []int8) string {
-	raw := make([]byte, len(b))
-	for i, c := range b {
-		raw[i] = byte(c)
-	}
-	if i := bytes.IndexByte(raw, 0); i >= 0 {
-		raw = raw[:i]
-	}
-	return string(raw)
 }

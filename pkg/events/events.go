@@ -130,7 +130,7 @@ func (r *Reader) decode(raw bpf.Event) Event {
 		Verdict:      "deny",
 		Reason:       bpf.ReasonNames[raw.Reason],
 		PID:          raw.Pid,
-		Comm:         cString(raw.Comm[:]),
+		Comm:         bpf.CString(raw.Comm[:]),
 		CgroupID:     raw.CgroupId,
 		TaskCgroupID: raw.TaskCgroupId,
 		Protocol:     protocolName(raw.Protocol),
@@ -176,15 +176,4 @@ func protocolName(p uint8) string {
 		return "sctp"
 	}
 	return fmt.Sprint(p)
-}
-
-func cString(b []int8) string {
-	raw := make([]byte, 0, len(b))
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		raw = append(raw, byte(c))
-	}
-	return string(raw)
 }

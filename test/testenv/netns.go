@@ -77,7 +77,8 @@ func (ns NetNS) Do(t testing.TB, f func()) {
 }
 
 // ServeTCP listens on addr ("127.0.0.1:0" picks a port) and writes ident
-// and a newline to every connection. It returns the address it listens on.
+// and a newline to every connection (nothing if ident is empty) until the
+// test ends. It returns the address it listens on.
 func ServeTCP(t testing.TB, addr, ident string) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
@@ -91,7 +92,9 @@ func ServeTCP(t testing.TB, addr, ident string) netip.AddrPort {
 			if err != nil {
 				return
 			}
-			c.Write([]byte(ident + "\n"))
+			if ident != "" {
+				c.Write([]byte(ident + "\n"))
+			}
 			c.Close()
 		}
 	}()
