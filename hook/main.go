@@ -100,7 +100,7 @@ func runStage(stage string, s *state, o options) error {
 	if err != nil {
 		return err
 	}
-	if o.annotatedOnly && cfg.DefaultPolicy != nil {
+	if o.annotatedOnly && cfg.DefaultPolicy != nil && stage != "poststop" {
 		return fmt.Errorf("%s sets a defaultPolicy, but this hook is configured to run only for containers with cgpol annotations (--annotated-only), so the default would not reach unannotated containers: install the hooks.d files that run it for every container", o.config)
 	}
 	root := o.bpffs
