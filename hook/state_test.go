@@ -202,3 +202,23 @@ func TestUsageErrorsAreOneLineAndExit2(t *testing.T) {
 		t.Errorf("stderr %q", stderr.String())
 	}
 }
+
+// FuzzReadState checks that any input either fails to parse or yields a
+// state with a container id, and never panics.
+func FuzzReadState(f *testing.F) {
+	f.Add(`{"ociVersion":"1.0.2-dev","id":"web","status":"creating","pid":42,"bundle":"","annotations":{"cgpol.io/allow-ports":"443"}}`)
+	f.Add(`{"id":"x","annotations":{"allow-ports.cgpol.io/container.x":"80","io.kubernetes.cri.container-name":"x"}}`)
+	f.Add(`{"id":"x","pid":-1}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := readState(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		if s.ID == "" {
+			t.Fatalf("state with no id accepted: %q", in)
+		}
+		if s.Bundle == "" || len(s.Annotations) > 0 {
+			decide(s, &nodeconfig.Config{}) // must not panic
+		}
+	})
+}
