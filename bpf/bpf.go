@@ -118,6 +118,7 @@ const (
 	MapEvents      = "cgpol_events"
 	MapStats       = "cgpol_stats"
 	MapSlots       = "cgpol_slots"
+	MapWarm        = "cgpol_warm"
 	MapAttachments = "cgpol_meta"
 )
 

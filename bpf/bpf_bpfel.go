@@ -222,6 +222,7 @@ const (
 	bpfMapCgpolSkMemo    = "cgpol_sk_memo"
 	bpfMapCgpolSlots     = "cgpol_slots"
 	bpfMapCgpolStats     = "cgpol_stats"
+	bpfMapCgpolWarm      = "cgpol_warm"
 	bpfProgCgpolBind4    = "cgpol_bind4"
 	bpfProgCgpolBind6    = "cgpol_bind6"
 	bpfProgCgpolConnect4 = "cgpol_connect4"
@@ -308,6 +309,7 @@ type bpfMapSpecs struct {
 	CgpolSkMemo    *ebpf.MapSpec `ebpf:"cgpol_sk_memo"`
 	CgpolSlots     *ebpf.MapSpec `ebpf:"cgpol_slots"`
 	CgpolStats     *ebpf.MapSpec `ebpf:"cgpol_stats"`
+	CgpolWarm      *ebpf.MapSpec `ebpf:"cgpol_warm"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -350,6 +352,7 @@ type bpfMaps struct {
 	CgpolSkMemo    *ebpf.Map `ebpf:"cgpol_sk_memo"`
 	CgpolSlots     *ebpf.Map `ebpf:"cgpol_slots"`
 	CgpolStats     *ebpf.Map `ebpf:"cgpol_stats"`
+	CgpolWarm      *ebpf.Map `ebpf:"cgpol_warm"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -367,6 +370,7 @@ func (m *bpfMaps) Close() error {
 		m.CgpolSkMemo,
 		m.CgpolSlots,
 		m.CgpolStats,
+		m.CgpolWarm,
 	)
 }
 

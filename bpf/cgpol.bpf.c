@@ -157,6 +157,20 @@ struct {
 	__type(value, __u64);
 } cgpol_slots SEC(".maps");
 
+/*
+ * Free slots that still hold a policy map ("warm"): a new attach reuses the
+ * map and writes in place, because every update of cgpol_policies from
+ * userspace waits for an RCU grace period. Only userspace uses it; it is an
+ * index, and a slot's outer entry is the truth.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CGPOL_MAX_CGROUPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u8);
+} cgpol_warm SEC(".maps");
+
 /* cgroup id -> name and time of attachment. Only userspace uses it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

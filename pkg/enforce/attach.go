@@ -87,7 +87,7 @@ func (o *Objects) Attach(cg cgroup.Cgroup, e *compile.Entries, label Label) erro
 		o.releaseSlot(slot)
 		return fmt.Errorf("attach %s: %w", cg, err)
 	}
-	if err := o.fillSlot(slot, &policy); err != nil {
+	if err := o.writeSlot(slot, &policy); err != nil {
 		o.releaseSlot(slot)
 		return fmt.Errorf("attach %s: %w", cg, err)
 	}
@@ -146,9 +146,18 @@ func (o *Objects) ref(id uint64) (ref bpf.Ref, ok bool, err error) {
 	return ref, true, nil
 }
 
-// claimSlot claims a free slot for a cgroup. A claim is create-only, so two
-// cgpol processes never get the same slot.
+// claimSlot claims a free slot for a cgroup, a warm one if there is one. A
+// claim is create-only, so two cgpol processes never get the same slot.
 func (o *Objects) claimSlot(owner uint64) (uint32, error) {
+	var warm uint32
+	var one uint8
+	for iter, tries := o.Warm.Iterate(), 0; tries < 8 && iter.Next(&warm, &one); tries++ {
+		err := o.Slots.Update(warm, owner, ebpf.UpdateNoExist)
+		_ = o.Warm.Delete(warm) // claimed now, by us or by another cgpol
+		if err == nil {
+			return warm, nil
+		}
+	}
 	n := o.Policies.MaxEntries()
 	start := rand.Uint32N(n)
 	for i := range n {
@@ -173,12 +182,42 @@ func (o *Objects) slotOwner(slot uint32) uint64 {
 	return owner
 }
 
-// releaseSlot empties a slot and its rule maps, and drops its claim.
+// releaseSlot drops a slot's rule maps and its claim. Its policy map stays,
+// for the next attach to write in place: the policy in it names its old
+// owner, so no other cgroup's storage can use it.
 func (o *Objects) releaseSlot(slot uint32) {
-	_ = o.Policies.Delete(slot)
 	o.clearRules(slot * 2)
 	o.clearRules(slot*2 + 1)
+	var inner ebpf.MapID
+	if o.Policies.Lookup(slot, &inner) == nil && inner != 0 {
+		_ = o.Warm.Put(slot, uint8(1))
+	}
 	_ = o.Slots.Delete(slot)
+}
+
+// writeSlot puts the policy of a cgroup's first attach into its newly
+// claimed slot. A warm slot's policy map is written in place: no cgroup
+// points at the slot yet, and stale storages are turned away by the owner
+// check. A cold slot gets a new map, which costs an RCU grace period once.
+func (o *Objects) writeSlot(slot uint32, p *bpf.Policy) error {
+	var innerID ebpf.MapID
+	if err := o.Policies.Lookup(slot, &innerID); err != nil || innerID == 0 {
+		return o.fillSlot(slot, p)
+	}
+	m, err := ebpf.NewMapFromID(innerID)
+	if err != nil {
+		return o.fillSlot(slot, p)
+	}
+	defer m.Close()
+	epoch, err := randomEpoch()
+	if err != nil {
+		return err
+	}
+	p.Epoch = epoch
+	if err := m.Update(uint32(0), p, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("write policy in slot %d: %w", slot, err)
+	}
+	return nil
 }
 
 // slotPolicy reads the policy in a slot.
@@ -199,9 +238,9 @@ func (o *Objects) slotPolicy(slot uint32) (bpf.Policy, error) {
 	return p, nil
 }
 
-// fillSlot puts a policy into a slot, replacing what it held in one update.
-// It gives the policy a fresh epoch, so that no cached lookup of an earlier
-// policy ever applies to it.
+// fillSlot puts a policy into a slot, replacing what it held in one update:
+// the way to change a live cgroup's policy. It gives the policy a fresh
+// epoch, so that no socket's memo of an earlier policy ever applies to it.
 func (o *Objects) fillSlot(slot uint32, p *bpf.Policy) error {
 	epoch, err := randomEpoch()
 	if err != nil {

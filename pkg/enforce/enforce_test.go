@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/cgpol/cgpol/bpf"
 	"github.com/cgpol/cgpol/pkg/cgroup"
@@ -372,9 +373,13 @@ func TestGCReclaimsRemovedCgroups(t *testing.T) {
 	if n := countEntries(t, objs.Slots); n != 1 {
 		t.Errorf("%d slots claimed, want 1 (the kept cgroup's)", n)
 	}
-	var inner ebpf.MapID
-	if err := objs.Policies.Lookup(slot, &inner); err == nil && inner != 0 {
-		t.Errorf("released slot %d still holds policy map %d", slot, inner)
+	var owner uint64
+	if err := objs.Slots.Lookup(slot, &owner); err == nil {
+		t.Errorf("released slot %d is still claimed by %d", slot, owner)
+	}
+	var one uint8
+	if err := objs.Warm.Lookup(slot, &one); err != nil {
+		t.Errorf("released slot %d is not offered for reuse: %v", slot, err)
 	}
 	if n := countEntries(t, objs.Attachments); n != 1 {
 		t.Errorf("%d attachment records left, want 1", n)
@@ -430,5 +435,36 @@ func countEntries(t *testing.T, m *ebpf.Map) int {
 		}
 		n++
 		key = append([]byte(nil), next...)
+	}
+}
+
+// A released slot keeps its policy map, and the next cgroup's policy is
+// written into it in place. A cgroup that was detached while something held
+// its link open still names that slot: it must be denied, not judged by the
+// next cgroup's policy.
+func TestWarmSlotReuse(t *testing.T) {
+	objs := setup(t)
+	first := testenv.NewCgroup(t)
+	attach(t, objs, first, "udp:9")
+	slot := mustSlot(t, objs, first.ID)
+	held, err := link.LoadPinnedLink(filepath.Join(objs.cgroupDir(first.ID), "connect4"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := objs.Detach(first.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	second := testenv.NewCgroup(t)
+	attach(t, objs, second, "udp:10")
+	if got := mustSlot(t, objs, second.ID); got != slot {
+		t.Errorf("second cgroup got slot %d, want the warm slot %d", got, slot)
+	}
+	expect(t, second, map[string]string{"connect udp " + addr("127.0.0.1", 10): "ok", "connect udp " + addr("127.0.0.1", 9): "EPERM"})
+	// The first cgroup's connect4 is still linked through the held link.
+	expect(t, first, map[string]string{"connect udp " + addr("127.0.0.1", 10): "EPERM", "connect udp " + addr("127.0.0.1", 9): "EPERM"})
+	if st, err := objs.StatusOf(second.ID); err != nil || st.Policy != `cgpol.io/allow-ports="udp:10"` {
+		t.Errorf("status: %q, %v", st.Policy, err)
 	}
 }

@@ -59,6 +59,7 @@ type Objects struct {
 	Events      *ebpf.Map                // ring buffer of deny and audit events
 	Stats       *ebpf.Map                // per-CPU global counters
 	Slots       *ebpf.Map                // slot -> cgroup id that claimed it
+	Warm        *ebpf.Map                // free slots that still hold a policy map
 	Attachments *ebpf.Map                // cgroup id -> struct cgpol_attachment
 
 	programIDs map[string]ebpf.ProgramID
@@ -80,7 +81,7 @@ func (o *Objects) Close() {
 // maps lists every map of an install.
 func (o *Objects) maps() []*ebpf.Map {
 	return []*ebpf.Map{o.Refs, o.Counters, o.Policies, o.CIDR4, o.CIDR6, o.PortSets, o.Redirects,
-		o.RevNAT, o.SkMemo, o.Events, o.Stats, o.Slots, o.Attachments}
+		o.RevNAT, o.SkMemo, o.Events, o.Stats, o.Slots, o.Warm, o.Attachments}
 }
 
 // Install pins cgpol's programs and maps under root, unless they are pinned
@@ -193,7 +194,7 @@ func Open(root string) (*Objects, error) {
 		bpf.MapPolicies: &o.Policies, bpf.MapCIDR4: &o.CIDR4, bpf.MapCIDR6: &o.CIDR6,
 		bpf.MapPortSets: &o.PortSets, bpf.MapRedirects: &o.Redirects, bpf.MapRevNAT: &o.RevNAT, bpf.MapSkMemo: &o.SkMemo,
 		bpf.MapEvents: &o.Events, bpf.MapStats: &o.Stats,
-		bpf.MapSlots: &o.Slots, bpf.MapAttachments: &o.Attachments,
+		bpf.MapSlots: &o.Slots, bpf.MapWarm: &o.Warm, bpf.MapAttachments: &o.Attachments,
 	} {
 		var err error
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, mapDir, name), nil); err != nil {
