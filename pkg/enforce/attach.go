@@ -284,13 +284,20 @@ func (o *Objects) linkHooks(cg cgroup.Cgroup, dir string, flags uint32) error {
 	}
 	defer f.Close()
 	for _, h := range bpf.Hooks {
+		if !h.Needed(flags) {
+			continue // a link pinned for an earlier policy stays, and allows
+		}
+		prog, progID, err := o.program(h)
+		if err != nil {
+			return err
+		}
 		pin := filepath.Join(dir, h.Name)
-		if o.linkCurrent(pin, cg.ID, h) || !h.Needed(flags) {
+		if o.linkCurrent(pin, cg.ID, progID) {
 			continue
 		}
 		l, err := link.AttachRawLink(link.RawLinkOptions{
 			Target:  int(f.Fd()),
-			Program: o.Programs[h.Name],
+			Program: prog,
 			Attach:  h.Attach,
 		})
 		if err != nil {
@@ -305,32 +312,57 @@ func (o *Objects) linkHooks(cg cgroup.Cgroup, dir string, flags uint32) error {
 	return nil
 }
 
-// linkCurrent reports whether pin holds a link of hook h's current program
-// to cgroup id. A pin that holds anything else is removed.
-func (o *Objects) linkCurrent(pin string, id uint64, h bpf.Hook) bool {
+// linkCurrent reports whether pin holds a link of the program progID to
+// cgroup id. A pin that holds anything else is removed.
+func (o *Objects) linkCurrent(pin string, id uint64, progID ebpf.ProgramID) bool {
 	l, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
 	if err != nil {
 		os.Remove(pin)
 		return false
 	}
 	defer l.Close()
 	info, err := l.Info()
-	if err == nil && info.Program == o.programIDs[h.Name] {
+	if err == nil && info.Program == progID {
 		if cg := info.Cgroup(); cg != nil && cg.CgroupId == id {
 			return true
 		}
 	}
-	l.Unpin()
+	dropLink(l)
 	return false
 }
 
-// unlinkHooks removes the links of a cgroup, which detaches its programs.
+// dropLink detaches a link at once (BPF_LINK_DETACH), whoever else holds
+// it, and removes its pin. Unpinning alone would leave the kernel to detach
+// it later, from a workqueue.
+func dropLink(l link.Link) error {
+	err := l.Detach()
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		err = nil // Linux < 5.9: the unpin below detaches it, a little later
+	}
+	return errors.Join(err, l.Unpin())
+}
+
+// unlinkHooks detaches and unpins the links of a cgroup. When it returns,
+// the kernel runs none of the cgroup's cgpol programs any more.
 func (o *Objects) unlinkHooks(id uint64) error {
 	var errs []error
 	for _, h := range bpf.Hooks {
-		if err := os.Remove(filepath.Join(o.cgroupDir(id), h.Name)); err != nil && !os.IsNotExist(err) {
-			errs = append(errs, err)
+		pin := filepath.Join(o.cgroupDir(id), h.Name)
+		l, err := link.LoadPinnedLink(pin, nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
 		}
+		if err != nil { // not a link we can open: at least unpin it
+			if err := os.Remove(pin); err != nil && !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		errs = append(errs, dropLink(l))
+		l.Close()
 	}
 	return errors.Join(errs...)
 }

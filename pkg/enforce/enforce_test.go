@@ -324,7 +324,8 @@ func TestConcurrentInstallsAgree(t *testing.T) {
 				return
 			}
 			defer objs.Close()
-			ids[i] = objs.programIDs["connect4"]
+			_, ids[i], err = objs.program(bpf.Hooks[0])
+			errs[i] = err
 		}()
 	}
 	wg.Wait()
@@ -439,19 +440,28 @@ func countEntries(t *testing.T, m *ebpf.Map) int {
 }
 
 // A released slot keeps its policy map, and the next cgroup's policy is
-// written into it in place. A cgroup that was detached while something held
-// its link open still names that slot: it must be denied, not judged by the
-// next cgroup's policy.
+// written into it in place. A cgroup that still names that slot after its
+// detach, through a link that cgpol did not make (bpftool, say), must be
+// denied, not judged by the next cgroup's policy.
 func TestWarmSlotReuse(t *testing.T) {
 	objs := setup(t)
 	first := testenv.NewCgroup(t)
 	attach(t, objs, first, "udp:9")
 	slot := mustSlot(t, objs, first.ID)
-	held, err := link.LoadPinnedLink(filepath.Join(objs.cgroupDir(first.ID), "connect4"), nil)
+	f, err := first.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer held.Close()
+	defer f.Close()
+	prog, _, err := objs.program(bpf.Hooks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray, err := link.AttachRawLink(link.RawLinkOptions{Target: int(f.Fd()), Program: prog, Attach: bpf.Hooks[0].Attach})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stray.Close()
 	if err := objs.Detach(first.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -462,9 +472,25 @@ func TestWarmSlotReuse(t *testing.T) {
 		t.Errorf("second cgroup got slot %d, want the warm slot %d", got, slot)
 	}
 	expect(t, second, map[string]string{"connect udp " + addr("127.0.0.1", 10): "ok", "connect udp " + addr("127.0.0.1", 9): "EPERM"})
-	// The first cgroup's connect4 is still linked through the held link.
+	// The stray link keeps the first cgroup's storage, naming the slot.
 	expect(t, first, map[string]string{"connect udp " + addr("127.0.0.1", 10): "EPERM", "connect udp " + addr("127.0.0.1", 9): "EPERM"})
 	if st, err := objs.StatusOf(second.ID); err != nil || st.Policy != `cgpol.io/allow-ports="udp:10"` {
 		t.Errorf("status: %q, %v", st.Policy, err)
 	}
+}
+
+// Detach is immediate, even while something else holds a link open.
+func TestDetachIsImmediate(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	attach(t, objs, cg, "")
+	held, err := link.LoadPinnedLink(filepath.Join(objs.cgroupDir(cg.ID), "connect4"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := objs.Detach(cg.ID); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cg, map[string]string{"connect udp " + addr("127.0.0.1", 9): "ok"})
 }

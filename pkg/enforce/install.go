@@ -46,7 +46,7 @@ type Objects struct {
 	Root string // the bpffs root
 	Dir  string // Root/bpf.ABI
 
-	Programs    map[string]*ebpf.Program // by bpf.Hook.Name
+	programs    map[string]*ebpf.Program // by bpf.Hook.Name, opened on first use
 	Refs        *ebpf.Map                // cgroup storage: struct cgpol_ref
 	Counters    *ebpf.Map                // per-CPU cgroup storage: struct cgpol_hook_counters
 	Policies    *ebpf.Map                // slot -> array holding struct cgpol_policy
@@ -68,7 +68,7 @@ type Objects struct {
 
 // Close releases the file descriptors. The pins stay.
 func (o *Objects) Close() {
-	for _, p := range o.Programs {
+	for _, p := range o.programs {
 		p.Close()
 	}
 	for _, m := range o.maps() {
@@ -173,21 +173,9 @@ func Open(root string) (*Objects, error) {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	o := &Objects{Root: root, Dir: dir, dirIno: st.Ino,
-		Programs: map[string]*ebpf.Program{}, programIDs: map[string]ebpf.ProgramID{}}
-	for _, h := range bpf.Hooks {
-		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, progDir, h.Name), nil)
-		if err != nil {
-			o.Close()
-			return nil, fmt.Errorf("open pinned program %s: %w (the install under %s is incomplete: run cgpol uninstall --force, then cgpol install)", h.Name, err, dir)
-		}
-		o.Programs[h.Name] = p
-		info, err := p.Info()
-		if err != nil {
-			o.Close()
-			return nil, fmt.Errorf("open pinned program %s: %w", h.Name, err)
-		}
-		id, _ := info.ID()
-		o.programIDs[h.Name] = id
+		programs: map[string]*ebpf.Program{}, programIDs: map[string]ebpf.ProgramID{}}
+	if _, err := os.Stat(filepath.Join(dir, progDir, bpf.Hooks[len(bpf.Hooks)-1].Name)); err != nil {
+		return nil, fmt.Errorf("open pinned programs: %w (the install under %s is incomplete: run cgpol uninstall --force, then cgpol install)", err, dir)
 	}
 	for name, m := range map[string]**ebpf.Map{
 		bpf.MapRefs: &o.Refs, bpf.MapCounters: &o.Counters,
@@ -203,6 +191,25 @@ func Open(root string) (*Objects, error) {
 		}
 	}
 	return o, nil
+}
+
+// program opens a hook's pinned program, once, and learns its id.
+func (o *Objects) program(h bpf.Hook) (*ebpf.Program, ebpf.ProgramID, error) {
+	if p, ok := o.programs[h.Name]; ok {
+		return p, o.programIDs[h.Name], nil
+	}
+	p, err := ebpf.LoadPinnedProgram(filepath.Join(o.Dir, progDir, h.Name), nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open pinned program %s: %w (the install under %s is incomplete: run cgpol uninstall --force, then cgpol install)", h.Name, err, o.Dir)
+	}
+	info, err := p.Info()
+	if err != nil {
+		p.Close()
+		return nil, 0, fmt.Errorf("open pinned program %s: %w", h.Name, err)
+	}
+	id, _ := info.ID()
+	o.programs[h.Name], o.programIDs[h.Name] = p, id
+	return p, id, nil
 }
 
 // lock takes the install's lock: shared for work on one cgroup, exclusive

@@ -15,8 +15,10 @@ import (
 )
 
 // AssertNoAttachments checks that the install under root holds no pins of
-// attached cgroups and no slot, policy or record: what remains once every
-// container is deleted. A root with nothing installed is clean.
+// attached cgroups, no claimed slot, no rule map and no record: what
+// remains once every container is deleted. A free slot may keep its policy
+// map for reuse ("warm"), but then it must be offered for reuse. A root with
+// nothing installed is clean.
 func AssertNoAttachments(t testing.TB, root string) {
 	t.Helper()
 	objs, err := enforce.Open(root)
@@ -37,9 +39,17 @@ func AssertNoAttachments(t testing.TB, root string) {
 	for _, m := range []struct {
 		name string
 		m    *ebpf.Map
-	}{{"policy slots claimed", objs.Slots}, {"policies", objs.Policies}, {"attachment records", objs.Attachments}} {
+	}{{"policy slots claimed", objs.Slots}, {"attachment records", objs.Attachments},
+		{"IPv4 rule maps", objs.CIDR4}, {"IPv6 rule maps", objs.CIDR6}, {"port set maps", objs.PortSets}, {"redirect maps", objs.Redirects}} {
 		if n := countEntries(t, m.m); n != 0 {
 			t.Errorf("%d %s left", n, m.name)
+		}
+	}
+	for slot := range objs.Policies.MaxEntries() {
+		var id uint32
+		var one uint8
+		if objs.Policies.Lookup(slot, &id) == nil && objs.Warm.Lookup(slot, &one) != nil {
+			t.Errorf("slot %d holds a policy map but is neither claimed nor offered for reuse", slot)
 		}
 	}
 }
