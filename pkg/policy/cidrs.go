@@ -32,8 +32,9 @@ const (
 //
 //	CIDR[,CIDR...] [except CIDR[,CIDR...]] [ports PORTS]
 //
-// where PORTS is an allow-ports list. A bare address is a host route. The
-// empty string allows no destination. An error names the rule and its
+// where lists are separated by commas or whitespace and PORTS is an
+// allow-ports list. A bare address is a host route. The empty string allows
+// no destination. An error names the rule and its
 // 1-based position; the caller adds the key.
 func ParseAddressRules(value string) (AddressRules, error) {
 	var rules AddressRules
@@ -89,7 +90,7 @@ func parseAddressRule(text string) (AddressRule, error) {
 		}
 	}
 	if words, ok := parts[keywordPorts]; ok {
-		if len(words) == 0 {
+		if len(listItems(strings.Join(words, " "))) == 0 {
 			return rule, fmt.Errorf("%q needs a port list, e.g. ports tcp:443", keywordPorts)
 		}
 		set, err := ParsePortSet(strings.Join(words, " "))
@@ -101,14 +102,15 @@ func parseAddressRule(text string) (AddressRule, error) {
 	return rule, nil
 }
 
-// parsePrefixes parses a comma-separated list of CIDRs or addresses.
+// parsePrefixes parses a list of CIDRs or addresses.
 func parsePrefixes(text string) ([]netip.Prefix, error) {
-	if strings.TrimSpace(text) == "" {
+	items := listItems(text)
+	if len(items) == 0 {
 		return nil, fmt.Errorf("missing CIDR")
 	}
 	var out []netip.Prefix
-	for _, item := range strings.Split(text, ",") {
-		p, err := parsePrefix(strings.TrimSpace(item))
+	for _, item := range items {
+		p, err := parsePrefix(item)
 		if err != nil {
 			return nil, err
 		}
@@ -118,9 +120,6 @@ func parsePrefixes(text string) ([]netip.Prefix, error) {
 }
 
 func parsePrefix(text string) (netip.Prefix, error) {
-	if text == "" {
-		return netip.Prefix{}, fmt.Errorf("empty CIDR (stray comma?)")
-	}
 	var p netip.Prefix
 	var err error
 	if strings.Contains(text, "%") {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Protocol is a transport protocol that a port rule applies to.
@@ -90,10 +91,12 @@ func (s PortSet) String() string {
 	return strings.Join(items, ",")
 }
 
-// ParsePortSet parses the value of an allow-ports annotation: a
-// comma-separated list of [tcp:|udp:]PORT or [tcp:|udp:]LOW-HIGH items.
-// An item without a protocol means both. The empty string allows no port.
-// An error names the item and its 1-based position; the caller adds the key.
+// ParsePortSet parses the value of an allow-ports annotation: a list of
+// [tcp:|udp:]PORT or [tcp:|udp:]LOW-HIGH items, separated by commas or
+// whitespace (Podman splits --annotation values at commas, so "80 443"
+// works there as written). An item without a protocol means both. The empty
+// string allows no port. An error names the item and its 1-based position;
+// the caller adds the key.
 func ParsePortSet(value string) (PortSet, error) {
 	return parsePortList(value, 1)
 }
@@ -107,13 +110,10 @@ func ParseBindPortSet(value string) (PortSet, error) {
 
 func parsePortList(value string, minPort int) (PortSet, error) {
 	var set PortSet
-	if strings.TrimSpace(value) == "" {
-		return set, nil
-	}
-	for i, item := range strings.Split(value, ",") {
-		protos, r, err := parsePortItem(strings.TrimSpace(item), minPort)
+	for i, item := range listItems(value) {
+		protos, r, err := parsePortItem(item, minPort)
 		if err != nil {
-			return PortSet{}, &ItemError{Item: strings.TrimSpace(item), Position: i + 1, Reason: err.Error()}
+			return PortSet{}, &ItemError{Item: item, Position: i + 1, Reason: err.Error()}
 		}
 		for _, p := range protos {
 			set.ranges[p] = append(set.ranges[p], r)
@@ -125,10 +125,13 @@ func parsePortList(value string, minPort int) (PortSet, error) {
 	return set, nil
 }
 
+// listItems splits a list at commas and whitespace. Empty items, as in
+// "80,,443", are dropped.
+func listItems(value string) []string {
+	return strings.FieldsFunc(value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+}
+
 func parsePortItem(item string, minPort int) ([]Protocol, PortRange, error) {
-	if item == "" {
-		return nil, PortRange{}, fmt.Errorf("empty item")
-	}
 	protos := Protocols
 	if name, rest, ok := strings.Cut(item, ":"); ok {
 		switch strings.ToLower(strings.TrimSpace(name)) {

@@ -30,8 +30,8 @@ func (r Redirect) String() string {
 	return fmt.Sprintf("%s:%s=%s", r.Protocol, match, r.Target)
 }
 
-// ParseRedirects parses the value of a redirect annotation: a
-// comma-separated list of MATCH=TARGET, where MATCH is [tcp:|udp:]PORT or
+// ParseRedirects parses the value of a redirect annotation: a list of
+// MATCH=TARGET separated by commas or whitespace, where MATCH is [tcp:|udp:]PORT or
 // [tcp:|udp:]ADDR:PORT ([v6]:PORT for IPv6) and TARGET is ADDR:PORT. A match
 // without a protocol means both; a match without an address means any
 // address of the target's family. For example:
@@ -39,17 +39,14 @@ func (r Redirect) String() string {
 //	udp:53=127.0.0.1:5353, 10.0.0.1:8080=127.0.0.1:3128
 func ParseRedirects(value string) ([]Redirect, error) {
 	var out []Redirect
-	if strings.TrimSpace(value) == "" {
-		return nil, nil
-	}
-	for i, item := range strings.Split(value, ",") {
-		rs, err := parseRedirect(strings.TrimSpace(item))
+	for i, item := range listItems(value) {
+		rs, err := parseRedirect(item)
 		if err != nil {
-			return nil, &ItemError{Item: strings.TrimSpace(item), Position: i + 1, Reason: err.Error()}
+			return nil, &ItemError{Item: item, Position: i + 1, Reason: err.Error()}
 		}
 		for _, r := range rs {
 			if j := slices.IndexFunc(out, func(o Redirect) bool { return sameMatch(o, r) }); j >= 0 {
-				return nil, &ItemError{Item: strings.TrimSpace(item), Position: i + 1,
+				return nil, &ItemError{Item: item, Position: i + 1,
 					Reason: fmt.Sprintf("redirects %s:%s again", r.Protocol, matchText(r))}
 			}
 			out = append(out, r)
@@ -59,14 +56,10 @@ func ParseRedirects(value string) ([]Redirect, error) {
 }
 
 func parseRedirect(item string) ([]Redirect, error) {
-	if item == "" {
-		return nil, fmt.Errorf("empty item")
-	}
 	matchText, targetText, ok := strings.Cut(item, "=")
 	if !ok {
 		return nil, fmt.Errorf("want MATCH=TARGET, e.g. udp:53=127.0.0.1:5353")
 	}
-	matchText, targetText = strings.TrimSpace(matchText), strings.TrimSpace(targetText)
 	protos := Protocols
 	if name, rest, ok := strings.Cut(matchText, ":"); ok {
 		switch strings.ToLower(name) {

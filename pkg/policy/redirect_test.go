@@ -13,7 +13,8 @@ func TestParseRedirects(t *testing.T) {
 		"53=127.0.0.1:5353":                "tcp:53=127.0.0.1:5353,udp:53=127.0.0.1:5353",
 		"10.0.0.1:8080=127.0.0.1:3128":     "tcp:10.0.0.1:8080=127.0.0.1:3128,udp:10.0.0.1:8080=127.0.0.1:3128",
 		"tcp:[2001:db8::1]:443=[::1]:8443": "tcp:[2001:db8::1]:443=[::1]:8443",
-		"udp:53=127.0.0.1:5353, udp:53=[::1]:5353": "udp:53=127.0.0.1:5353,udp:53=[::1]:5353",
+		"udp:53=127.0.0.1:5353, udp:53=[::1]:5353":    "udp:53=127.0.0.1:5353,udp:53=[::1]:5353",
+		"udp:53=127.0.0.1:5353 tcp:53=127.0.0.1:5353": "tcp:53=127.0.0.1:5353,udp:53=127.0.0.1:5353",
 	}
 	for in, want := range tests {
 		rs, err := ParseRedirects(in)
@@ -43,7 +44,6 @@ func TestParseRedirectsErrors(t *testing.T) {
 		{"udp:53=[::ffff:127.0.0.1]:53", 1, "IPv4-mapped"},
 		{"udp:53=0.0.0.0:53", 1, "not a usable address"},
 		{"sctp:53=127.0.0.1:53", 1, "not ADDR:PORT"},
-		{",", 1, "empty item"},
 	}
 	for _, tt := range tests {
 		_, err := ParseRedirects(tt.value)

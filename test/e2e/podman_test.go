@@ -57,8 +57,9 @@ func newPodman(t testing.TB) *podmanEnv {
 
 // run runs a container to its end with podman run --rm and returns what
 // it printed and podman's exit status. Each annotation is the value of one
-// --annotation flag, which Podman 4.3 splits at commas unless it is quoted
-// as a CSV field: "cgpol.io/allow-ports=80,443" with the double quotes.
+// --annotation flag, which Podman 4.3 splits at commas: lists are written
+// with spaces ("cgpol.io/allow-ports=80 443"), which cgpol's grammar takes
+// as well.
 func (p *podmanEnv) run(t testing.TB, annotations []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	name := containerID(t, "podman")
@@ -113,8 +114,8 @@ func TestPodmanAllowedAndDenied(t *testing.T) {
 		fmt.Sprintf("sendto udp 127.0.0.1:%d", allowed),
 	}
 	want := []string{"EPERM", "ok", "ok", "EPERM", "ok", "EPERM"}
-	// Two items: quoted, so that Podman does not split the value at the comma.
-	annotation := fmt.Sprintf(`"cgpol.io/allow-ports=tcp:%d,udp:%d"`, allowed, allowedUDP)
+	// Two items, separated by a space: Podman splits at commas.
+	annotation := fmt.Sprintf("cgpol.io/allow-ports=tcp:%d udp:%d", allowed, allowedUDP)
 	stdout, stderr, code := p.run(t, []string{annotation},
 		append([]string{"/probe"}, strings.Fields(strings.Join(calls, " "))...)...)
 	if code != 0 {
