@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cgpol/cgpol/bpf"
@@ -51,8 +52,9 @@ func containerKey(id string) string {
 	return id
 }
 
-// containerCgroup resolves the cgroup v2 of the container's init process
-// and refuses one that the runtime shares with the host.
+// containerCgroup resolves the cgroup v2 of the container's init process.
+// enforce refuses one that the runtime shares with the host; explainShared
+// says why that happens.
 func containerCgroup(s *state) (cgroup.Cgroup, error) {
 	if s.Pid <= 0 {
 		return cgroup.Cgroup{}, fmt.Errorf("the OCI state has no pid (status %q): run cgpol-hook at createRuntime or prestart, when the container's process exists", s.Status)
@@ -61,20 +63,18 @@ func containerCgroup(s *state) (cgroup.Cgroup, error) {
 	if err != nil {
 		return cgroup.Cgroup{}, err
 	}
-	cg, err := cgroup.OfPID(mount, s.Pid)
-	if err != nil {
-		return cgroup.Cgroup{}, err
-	}
-	if err := cgroup.CheckAttachable(cg); err != nil {
-		return cgroup.Cgroup{}, explainShared(err)
-	}
-	return cg, nil
+	return cgroup.OfPID(mount, s.Pid)
 }
 
 // explainShared adds the likely cause to a refusal of the container's
-// cgroup: in hybrid cgroup mode, a runtime that manages only the v1
-// hierarchies leaves the container in its own cgroup v2, or in the root.
-func explainShared(refusal error) error {
+// cgroup (a *cgroup.RefusedError): in hybrid cgroup mode, a runtime that
+// manages only the v1 hierarchies leaves the container in its own cgroup
+// v2, or in the root. Other errors pass through.
+func explainShared(err error) error {
+	var refusal *cgroup.RefusedError
+	if !errors.As(err, &refusal) {
+		return err
+	}
 	return fmt.Errorf("%w. The runtime created no cgroup v2 for this container, as happens in hybrid cgroup mode "+
 		"when a runtime manages only the v1 controllers: give each container its own cgroup v2 (runc does, hybrid mode included), "+
 		"or run the host on cgroup v2 alone (systemd.unified_cgroup_hierarchy=1)", refusal)
@@ -105,7 +105,7 @@ func create(s *state, cfg *nodeconfig.Config, root string) error {
 		return err
 	}
 	if err := p.attach(cg, root); err != nil {
-		return fmt.Errorf("enforce %s (%s): %w", p.policy, p.source, err)
+		return fmt.Errorf("enforce %s (%s): %w", p.policy, p.source, explainShared(err))
 	}
 	return nil
 }

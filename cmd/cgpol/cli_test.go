@@ -158,7 +158,7 @@ func TestRefusals(t *testing.T) {
 		want string
 	}{
 		{"cgroup2 root", c.command("attach", "--cgroup", "/", "--allow-ports", "80"), 1,
-			"cgpol attach: refusing to attach to the cgroup2 root"},
+			"it is the cgroup2 root, and a policy there would apply to the whole host"},
 		{"invalid policy", c.command("attach", "--cgroup", cg.Path, "--allow-ports", "80,99999"), 1,
 			`cgpol attach: invalid annotation cgpol.io/allow-ports="80,99999": item 2 "99999": port 99999 is out of range; want 1-65535`},
 		{"unknown annotation", c.command("attach", "--cgroup", cg.Path, "--annotation", "cgpol.io/allow-port=80"), 1,
