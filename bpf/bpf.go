@@ -5,7 +5,7 @@
 // so that building cgpol needs no clang.
 package bpf
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target bpfel -type cgpol_ref -type cgpol_policy -type cgpol_hook_counters -type cgpol_attachment -type bpf_cgroup_storage_key -type cgpol_flag -type cgpol_port_set -type cgpol_hook bpf cgpol.bpf.c -- -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -g -Wall -Werror
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target bpfel -type cgpol_ref -type cgpol_policy -type cgpol_hook_counters -type cgpol_port_key -type cgpol_port_chunk -type cgpol_cidr4_key -type cgpol_cidr6_key -type cgpol_cidr_value -type cgpol_redirect_key -type cgpol_redirect_target -type cgpol_revnat_key -type cgpol_revnat_value -type cgpol_event -type cgpol_attachment -type bpf_cgroup_storage_key -type cgpol_flag -type cgpol_port_set -type cgpol_rule_port_set -type cgpol_hook -type cgpol_reason -type cgpol_stat -type cgpol_feature bpf cgpol.bpf.c -- -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu -O2 -g -Wall -Werror
 
 import "github.com/cilium/ebpf"
 
@@ -18,12 +18,26 @@ const ABI = "v1"
 type (
 	// Ref is the cgroup storage value: the slot of an attached cgroup.
 	Ref = bpfCgpolRef
-	// Policy is a slot's policy: flags and port bitmaps.
+	// Policy is a slot's policy: flags, rule index and port bitmaps.
 	Policy = bpfCgpolPolicy
 	// HookCounters are one CPU's counters for an attached cgroup and hook.
 	HookCounters = bpfCgpolHookCounters
 	// CounterKey addresses HookCounters: a cgroup id and an attach type.
 	CounterKey = bpfBpfCgroupStorageKey
+	// PortKey addresses a chunk of a rule port set.
+	PortKey = bpfCgpolPortKey
+	// PortChunk is a bitmap of 512 ports.
+	PortChunk = bpfCgpolPortChunk
+	// CIDR4Key and CIDR6Key are LPM trie keys of the address rules.
+	CIDR4Key = bpfCgpolCidr4Key
+	CIDR6Key = bpfCgpolCidr6Key
+	// CIDRValue is what a matching prefix allows: a port set per protocol.
+	CIDRValue = bpfCgpolCidrValue
+	// RedirectKey and RedirectTarget are a redirect rule.
+	RedirectKey    = bpfCgpolRedirectKey
+	RedirectTarget = bpfCgpolRedirectTarget
+	// Event is a deny or audit event from the ring buffer.
+	Event = bpfCgpolEvent
 	// Attachment is what userspace records about an attached cgroup.
 	Attachment = bpfCgpolAttachment
 )
@@ -32,6 +46,10 @@ type (
 const (
 	FlagEgressPorts = uint32(bpfCgpolFlagCGPOL_F_EGRESS_PORTS)
 	FlagAudit       = uint32(bpfCgpolFlagCGPOL_F_AUDIT)
+	FlagEgressCIDRs = uint32(bpfCgpolFlagCGPOL_F_EGRESS_CIDRS)
+	FlagBind        = uint32(bpfCgpolFlagCGPOL_F_BIND)
+	FlagRedirect    = uint32(bpfCgpolFlagCGPOL_F_REDIRECT)
+	FlagDenyRaw     = uint32(bpfCgpolFlagCGPOL_F_DENY_RAW)
 )
 
 // Port sets: the first index of Policy.Ports.
@@ -40,12 +58,67 @@ const (
 	SetEgressUDP = int(bpfCgpolPortSetCGPOL_SET_EGRESS_UDP)
 )
 
+// Rule port sets: PortKey.Set, and the port sets that CIDRValue names.
+const (
+	RuleSetBindTCP   = uint16(bpfCgpolRulePortSetCGPOL_RSET_BIND_TCP)
+	RuleSetBindUDP   = uint16(bpfCgpolRulePortSetCGPOL_RSET_BIND_UDP)
+	RuleSetFirstCIDR = uint16(bpfCgpolRulePortSetCGPOL_RSET_FIRST_CIDR)
+	RuleSetAll       = uint16(bpfCgpolRulePortSetCGPOL_RSET_ALL)
+	RuleSetNone      = uint16(bpfCgpolRulePortSetCGPOL_RSET_NONE)
+)
+
+// PortsPerChunk is the number of ports in a PortChunk.
+const PortsPerChunk = len(PortChunk{}.Bits) * 64
+
+// Reasons for a denial (Event.Reason).
+const (
+	ReasonNoPolicy       = uint8(bpfCgpolReasonCGPOL_R_NO_POLICY)
+	ReasonPort           = uint8(bpfCgpolReasonCGPOL_R_PORT)
+	ReasonCIDR           = uint8(bpfCgpolReasonCGPOL_R_CIDR)
+	ReasonCIDRPort       = uint8(bpfCgpolReasonCGPOL_R_CIDR_PORT)
+	ReasonProtocol       = uint8(bpfCgpolReasonCGPOL_R_PROTOCOL)
+	ReasonRedirectTarget = uint8(bpfCgpolReasonCGPOL_R_REDIRECT_TARGET)
+	ReasonBindPort       = uint8(bpfCgpolReasonCGPOL_R_BIND_PORT)
+	ReasonRaw            = uint8(bpfCgpolReasonCGPOL_R_RAW)
+)
+
+// ReasonNames name the reasons in events and metrics.
+var ReasonNames = map[uint8]string{
+	ReasonNoPolicy: "no-policy", ReasonPort: "port", ReasonCIDR: "address",
+	ReasonCIDRPort: "address-port", ReasonProtocol: "protocol",
+	ReasonRedirectTarget: "redirect-target", ReasonBindPort: "bind-port", ReasonRaw: "raw-socket",
+}
+
+// StatEventsLost indexes cgpol_stats: events dropped because the ring buffer was full.
+const StatEventsLost = uint32(bpfCgpolStatCGPOL_STAT_EVENTS_LOST)
+
+// FeatureTaskInfo lets events carry the pid, comm and task cgroup; it needs
+// Linux 6.1 for cgroup socket programs.
+const FeatureTaskInfo = uint32(bpfCgpolFeatureCGPOL_FEAT_TASK_INFO)
+
+// FeatureSkMemo lets connect and sendmsg remember a socket's last allowed
+// IPv4 destination under address rules (bpf_sk_storage_get in sock_addr
+// programs).
+const FeatureSkMemo = uint32(bpfCgpolFeatureCGPOL_FEAT_SK_MEMO)
+
+// VarFeatures is the load-time constant that turns features on.
+const VarFeatures = "cgpol_features"
+
 // Map names, as bpftool shows them and as they are pinned.
 const (
 	MapRefs        = "cgpol_refs"
 	MapCounters    = "cgpol_counters"
 	MapPolicies    = "cgpol_policies"
+	MapCIDR4       = "cgpol_cidr4"
+	MapCIDR6       = "cgpol_cidr6"
+	MapPortSets    = "cgpol_portsets"
+	MapRedirects   = "cgpol_redirects"
+	MapRevNAT      = "cgpol_revnat"
+	MapSkMemo      = "cgpol_sk_memo"
+	MapEvents      = "cgpol_events"
+	MapStats       = "cgpol_stats"
 	MapSlots       = "cgpol_slots"
+	MapWarm        = "cgpol_warm"
 	MapAttachments = "cgpol_meta"
 )
 
@@ -54,14 +127,52 @@ type Hook struct {
 	Name    string          // short name, used for pins and in output: "connect4"
 	Program string          // program name in the object and in bpftool
 	Attach  ebpf.AttachType // where it attaches
+	ID      uint16          // enum cgpol_hook, as events name it
+	// Needs are the policy flags that make this hook necessary; zero means
+	// every policy needs it.
+	Needs uint32
 }
 
 // Hooks lists every hook, in the order they are attached.
 var Hooks = []Hook{
-	{"connect4", "cgpol_connect4", ebpf.AttachCGroupInet4Connect},
-	{"connect6", "cgpol_connect6", ebpf.AttachCGroupInet6Connect},
-	{"sendmsg4", "cgpol_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
-	{"sendmsg6", "cgpol_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg},
+	{"connect4", "cgpol_connect4", ebpf.AttachCGroupInet4Connect, uint16(bpfCgpolHookCGPOL_HOOK_CONNECT4), 0},
+	{"connect6", "cgpol_connect6", ebpf.AttachCGroupInet6Connect, uint16(bpfCgpolHookCGPOL_HOOK_CONNECT6), 0},
+	{"sendmsg4", "cgpol_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, uint16(bpfCgpolHookCGPOL_HOOK_SENDMSG4), 0},
+	{"sendmsg6", "cgpol_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, uint16(bpfCgpolHookCGPOL_HOOK_SENDMSG6), 0},
+	{"socket", "cgpol_socket", ebpf.AttachCGroupInetSockCreate, uint16(bpfCgpolHookCGPOL_HOOK_SOCKET), FlagDenyRaw | FlagEgressPorts | FlagEgressCIDRs},
+	{"bind4", "cgpol_bind4", ebpf.AttachCGroupInet4Bind, uint16(bpfCgpolHookCGPOL_HOOK_BIND4), FlagBind},
+	{"bind6", "cgpol_bind6", ebpf.AttachCGroupInet6Bind, uint16(bpfCgpolHookCGPOL_HOOK_BIND6), FlagBind},
+	{"recvmsg4", "cgpol_recvmsg4", ebpf.AttachCGroupUDP4Recvmsg, uint16(bpfCgpolHookCGPOL_HOOK_RECVMSG4), FlagRedirect},
+	{"recvmsg6", "cgpol_recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, uint16(bpfCgpolHookCGPOL_HOOK_RECVMSG6), FlagRedirect},
+	{"getpeername4", "cgpol_getpeer4", ebpf.AttachCgroupInet4GetPeername, uint16(bpfCgpolHookCGPOL_HOOK_GETPEERNAME4), FlagRedirect},
+	{"getpeername6", "cgpol_getpeer6", ebpf.AttachCgroupInet6GetPeername, uint16(bpfCgpolHookCGPOL_HOOK_GETPEERNAME6), FlagRedirect},
+}
+
+// Needed reports whether a policy with these flags needs the hook.
+func (h Hook) Needed(flags uint32) bool {
+	return h.Needs == 0 || flags&h.Needs != 0
+}
+
+// HookByID finds a hook by its enum cgpol_hook value.
+func HookByID(id uint16) (Hook, bool) {
+	for _, h := range Hooks {
+		if h.ID == id {
+			return h, true
+		}
+	}
+	return Hook{}, false
+}
+
+// CString reads a NUL-terminated C char array, as the generated types hold them.
+func CString(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
 }
 
 // Spec returns the compiled object, ready to load.

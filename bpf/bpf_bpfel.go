@@ -30,37 +30,102 @@ type bpfCgpolAttachment struct {
 	Manager        [16]int8
 }
 
+type bpfCgpolCidr4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint8
+}
+
+type bpfCgpolCidr6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
+type bpfCgpolCidrValue struct {
+	_   structs.HostLayout
+	Tcp uint16
+	Udp uint16
+}
+
+type bpfCgpolEvent struct {
+	_            structs.HostLayout
+	BootNs       uint64
+	CgroupId     uint64
+	TaskCgroupId uint64
+	Pid          uint32
+	Hook         uint16
+	Audit        uint8
+	Reason       uint8
+	Family       uint16
+	Port         uint16
+	Protocol     uint8
+	Type         uint8
+	Reserved     uint16
+	Addr         [16]uint8
+	Comm         [16]int8
+}
+
+type bpfCgpolFeature uint32
+
+const (
+	bpfCgpolFeatureCGPOL_FEAT_TASK_INFO bpfCgpolFeature = 1
+	bpfCgpolFeatureCGPOL_FEAT_SK_MEMO   bpfCgpolFeature = 2
+)
+
 type bpfCgpolFlag uint32
 
 const (
 	bpfCgpolFlagCGPOL_F_EGRESS_PORTS bpfCgpolFlag = 1
 	bpfCgpolFlagCGPOL_F_AUDIT        bpfCgpolFlag = 2
+	bpfCgpolFlagCGPOL_F_EGRESS_CIDRS bpfCgpolFlag = 4
+	bpfCgpolFlagCGPOL_F_BIND         bpfCgpolFlag = 8
+	bpfCgpolFlagCGPOL_F_REDIRECT     bpfCgpolFlag = 16
+	bpfCgpolFlagCGPOL_F_DENY_RAW     bpfCgpolFlag = 32
 )
 
 type bpfCgpolHook uint32
 
 const (
-	bpfCgpolHookCGPOL_HOOK_CONNECT4 bpfCgpolHook = 0
-	bpfCgpolHookCGPOL_HOOK_CONNECT6 bpfCgpolHook = 1
-	bpfCgpolHookCGPOL_HOOK_SENDMSG4 bpfCgpolHook = 2
-	bpfCgpolHookCGPOL_HOOK_SENDMSG6 bpfCgpolHook = 3
+	bpfCgpolHookCGPOL_HOOK_CONNECT4     bpfCgpolHook = 0
+	bpfCgpolHookCGPOL_HOOK_CONNECT6     bpfCgpolHook = 1
+	bpfCgpolHookCGPOL_HOOK_SENDMSG4     bpfCgpolHook = 2
+	bpfCgpolHookCGPOL_HOOK_SENDMSG6     bpfCgpolHook = 3
+	bpfCgpolHookCGPOL_HOOK_BIND4        bpfCgpolHook = 4
+	bpfCgpolHookCGPOL_HOOK_BIND6        bpfCgpolHook = 5
+	bpfCgpolHookCGPOL_HOOK_SOCKET       bpfCgpolHook = 6
+	bpfCgpolHookCGPOL_HOOK_RECVMSG4     bpfCgpolHook = 7
+	bpfCgpolHookCGPOL_HOOK_RECVMSG6     bpfCgpolHook = 8
+	bpfCgpolHookCGPOL_HOOK_GETPEERNAME4 bpfCgpolHook = 9
+	bpfCgpolHookCGPOL_HOOK_GETPEERNAME6 bpfCgpolHook = 10
 )
 
 type bpfCgpolHookCounters struct {
-	_        structs.HostLayout
-	Allowed  uint64
-	Denied   uint64
-	Audited  uint64
-	Reserved uint64
+	_          structs.HostLayout
+	Allowed    uint64
+	Denied     uint64
+	Audited    uint64
+	Redirected uint64
 }
 
 type bpfCgpolPolicy struct {
 	_        structs.HostLayout
 	CgroupId uint64
-	PolicyId uint64
 	Flags    uint32
-	Reserved uint32
+	Rules    uint32
+	Epoch    uint64
 	Ports    [2][1024]uint64
+}
+
+type bpfCgpolPortChunk struct {
+	_    structs.HostLayout
+	Bits [8]uint64
+}
+
+type bpfCgpolPortKey struct {
+	_     structs.HostLayout
+	Set   uint16
+	Chunk uint16
 }
 
 type bpfCgpolPortSet uint32
@@ -71,6 +136,35 @@ const (
 	bpfCgpolPortSetCGPOL_PORT_SETS      bpfCgpolPortSet = 2
 )
 
+type bpfCgpolReason uint32
+
+const (
+	bpfCgpolReasonCGPOL_R_NONE            bpfCgpolReason = 0
+	bpfCgpolReasonCGPOL_R_NO_POLICY       bpfCgpolReason = 1
+	bpfCgpolReasonCGPOL_R_PORT            bpfCgpolReason = 2
+	bpfCgpolReasonCGPOL_R_CIDR            bpfCgpolReason = 3
+	bpfCgpolReasonCGPOL_R_CIDR_PORT       bpfCgpolReason = 4
+	bpfCgpolReasonCGPOL_R_PROTOCOL        bpfCgpolReason = 5
+	bpfCgpolReasonCGPOL_R_REDIRECT_TARGET bpfCgpolReason = 6
+	bpfCgpolReasonCGPOL_R_BIND_PORT       bpfCgpolReason = 7
+	bpfCgpolReasonCGPOL_R_RAW             bpfCgpolReason = 8
+)
+
+type bpfCgpolRedirectKey struct {
+	_        structs.HostLayout
+	Addr     [16]uint8
+	Port     uint16
+	Protocol uint8
+	Family   uint8
+}
+
+type bpfCgpolRedirectTarget struct {
+	_        structs.HostLayout
+	Addr     [16]uint8
+	Port     uint16
+	Reserved uint16
+}
+
 type bpfCgpolRef struct {
 	_        structs.HostLayout
 	Slot     uint32
@@ -78,19 +172,69 @@ type bpfCgpolRef struct {
 	CgroupId uint64
 }
 
+type bpfCgpolRevnatKey struct {
+	_        structs.HostLayout
+	Cookie   uint64
+	Addr     [16]uint8
+	Port     uint16
+	Family   uint16
+	Reserved uint32
+}
+
+type bpfCgpolRevnatValue struct {
+	_        structs.HostLayout
+	Addr     [16]uint8
+	Port     uint16
+	Reserved uint16
+}
+
+type bpfCgpolRulePortSet uint32
+
+const (
+	bpfCgpolRulePortSetCGPOL_RSET_BIND_TCP   bpfCgpolRulePortSet = 0
+	bpfCgpolRulePortSetCGPOL_RSET_BIND_UDP   bpfCgpolRulePortSet = 1
+	bpfCgpolRulePortSetCGPOL_RSET_FIRST_CIDR bpfCgpolRulePortSet = 2
+	bpfCgpolRulePortSetCGPOL_RSET_ALL        bpfCgpolRulePortSet = 65535
+	bpfCgpolRulePortSetCGPOL_RSET_NONE       bpfCgpolRulePortSet = 65534
+)
+
+type bpfCgpolStat uint32
+
+const (
+	bpfCgpolStatCGPOL_STAT_EVENTS_LOST bpfCgpolStat = 0
+	bpfCgpolStatCGPOL_STATS            bpfCgpolStat = 1
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapCgpolCidr4     = "cgpol_cidr4"
+	bpfMapCgpolCidr6     = "cgpol_cidr6"
 	bpfMapCgpolCounters  = "cgpol_counters"
+	bpfMapCgpolEvents    = "cgpol_events"
 	bpfMapCgpolMeta      = "cgpol_meta"
 	bpfMapCgpolPolicies  = "cgpol_policies"
+	bpfMapCgpolPortsets  = "cgpol_portsets"
+	bpfMapCgpolRedirects = "cgpol_redirects"
 	bpfMapCgpolRefs      = "cgpol_refs"
+	bpfMapCgpolRevnat    = "cgpol_revnat"
+	bpfMapCgpolSkMemo    = "cgpol_sk_memo"
 	bpfMapCgpolSlots     = "cgpol_slots"
+	bpfMapCgpolStats     = "cgpol_stats"
+	bpfMapCgpolWarm      = "cgpol_warm"
+	bpfProgCgpolBind4    = "cgpol_bind4"
+	bpfProgCgpolBind6    = "cgpol_bind6"
 	bpfProgCgpolConnect4 = "cgpol_connect4"
 	bpfProgCgpolConnect6 = "cgpol_connect6"
+	bpfProgCgpolGetpeer4 = "cgpol_getpeer4"
+	bpfProgCgpolGetpeer6 = "cgpol_getpeer6"
+	bpfProgCgpolRecvmsg4 = "cgpol_recvmsg4"
+	bpfProgCgpolRecvmsg6 = "cgpol_recvmsg6"
 	bpfProgCgpolSendmsg4 = "cgpol_sendmsg4"
 	bpfProgCgpolSendmsg6 = "cgpol_sendmsg6"
+	bpfProgCgpolSocket   = "cgpol_socket"
+	bpfVarCgpolFeatures  = "cgpol_features"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -135,27 +279,44 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	CgpolBind4    *ebpf.ProgramSpec `ebpf:"cgpol_bind4"`
+	CgpolBind6    *ebpf.ProgramSpec `ebpf:"cgpol_bind6"`
 	CgpolConnect4 *ebpf.ProgramSpec `ebpf:"cgpol_connect4"`
 	CgpolConnect6 *ebpf.ProgramSpec `ebpf:"cgpol_connect6"`
+	CgpolGetpeer4 *ebpf.ProgramSpec `ebpf:"cgpol_getpeer4"`
+	CgpolGetpeer6 *ebpf.ProgramSpec `ebpf:"cgpol_getpeer6"`
+	CgpolRecvmsg4 *ebpf.ProgramSpec `ebpf:"cgpol_recvmsg4"`
+	CgpolRecvmsg6 *ebpf.ProgramSpec `ebpf:"cgpol_recvmsg6"`
 	CgpolSendmsg4 *ebpf.ProgramSpec `ebpf:"cgpol_sendmsg4"`
 	CgpolSendmsg6 *ebpf.ProgramSpec `ebpf:"cgpol_sendmsg6"`
+	CgpolSocket   *ebpf.ProgramSpec `ebpf:"cgpol_socket"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	CgpolCounters *ebpf.MapSpec `ebpf:"cgpol_counters"`
-	CgpolMeta     *ebpf.MapSpec `ebpf:"cgpol_meta"`
-	CgpolPolicies *ebpf.MapSpec `ebpf:"cgpol_policies"`
-	CgpolRefs     *ebpf.MapSpec `ebpf:"cgpol_refs"`
-	CgpolSlots    *ebpf.MapSpec `ebpf:"cgpol_slots"`
+	CgpolCidr4     *ebpf.MapSpec `ebpf:"cgpol_cidr4"`
+	CgpolCidr6     *ebpf.MapSpec `ebpf:"cgpol_cidr6"`
+	CgpolCounters  *ebpf.MapSpec `ebpf:"cgpol_counters"`
+	CgpolEvents    *ebpf.MapSpec `ebpf:"cgpol_events"`
+	CgpolMeta      *ebpf.MapSpec `ebpf:"cgpol_meta"`
+	CgpolPolicies  *ebpf.MapSpec `ebpf:"cgpol_policies"`
+	CgpolPortsets  *ebpf.MapSpec `ebpf:"cgpol_portsets"`
+	CgpolRedirects *ebpf.MapSpec `ebpf:"cgpol_redirects"`
+	CgpolRefs      *ebpf.MapSpec `ebpf:"cgpol_refs"`
+	CgpolRevnat    *ebpf.MapSpec `ebpf:"cgpol_revnat"`
+	CgpolSkMemo    *ebpf.MapSpec `ebpf:"cgpol_sk_memo"`
+	CgpolSlots     *ebpf.MapSpec `ebpf:"cgpol_slots"`
+	CgpolStats     *ebpf.MapSpec `ebpf:"cgpol_stats"`
+	CgpolWarm      *ebpf.MapSpec `ebpf:"cgpol_warm"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	CgpolFeatures *ebpf.VariableSpec `ebpf:"cgpol_features"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -178,20 +339,38 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	CgpolCounters *ebpf.Map `ebpf:"cgpol_counters"`
-	CgpolMeta     *ebpf.Map `ebpf:"cgpol_meta"`
-	CgpolPolicies *ebpf.Map `ebpf:"cgpol_policies"`
-	CgpolRefs     *ebpf.Map `ebpf:"cgpol_refs"`
-	CgpolSlots    *ebpf.Map `ebpf:"cgpol_slots"`
+	CgpolCidr4     *ebpf.Map `ebpf:"cgpol_cidr4"`
+	CgpolCidr6     *ebpf.Map `ebpf:"cgpol_cidr6"`
+	CgpolCounters  *ebpf.Map `ebpf:"cgpol_counters"`
+	CgpolEvents    *ebpf.Map `ebpf:"cgpol_events"`
+	CgpolMeta      *ebpf.Map `ebpf:"cgpol_meta"`
+	CgpolPolicies  *ebpf.Map `ebpf:"cgpol_policies"`
+	CgpolPortsets  *ebpf.Map `ebpf:"cgpol_portsets"`
+	CgpolRedirects *ebpf.Map `ebpf:"cgpol_redirects"`
+	CgpolRefs      *ebpf.Map `ebpf:"cgpol_refs"`
+	CgpolRevnat    *ebpf.Map `ebpf:"cgpol_revnat"`
+	CgpolSkMemo    *ebpf.Map `ebpf:"cgpol_sk_memo"`
+	CgpolSlots     *ebpf.Map `ebpf:"cgpol_slots"`
+	CgpolStats     *ebpf.Map `ebpf:"cgpol_stats"`
+	CgpolWarm      *ebpf.Map `ebpf:"cgpol_warm"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.CgpolCidr4,
+		m.CgpolCidr6,
 		m.CgpolCounters,
+		m.CgpolEvents,
 		m.CgpolMeta,
 		m.CgpolPolicies,
+		m.CgpolPortsets,
+		m.CgpolRedirects,
 		m.CgpolRefs,
+		m.CgpolRevnat,
+		m.CgpolSkMemo,
 		m.CgpolSlots,
+		m.CgpolStats,
+		m.CgpolWarm,
 	)
 }
 
@@ -199,24 +378,39 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	CgpolFeatures *ebpf.Variable `ebpf:"cgpol_features"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	CgpolBind4    *ebpf.Program `ebpf:"cgpol_bind4"`
+	CgpolBind6    *ebpf.Program `ebpf:"cgpol_bind6"`
 	CgpolConnect4 *ebpf.Program `ebpf:"cgpol_connect4"`
 	CgpolConnect6 *ebpf.Program `ebpf:"cgpol_connect6"`
+	CgpolGetpeer4 *ebpf.Program `ebpf:"cgpol_getpeer4"`
+	CgpolGetpeer6 *ebpf.Program `ebpf:"cgpol_getpeer6"`
+	CgpolRecvmsg4 *ebpf.Program `ebpf:"cgpol_recvmsg4"`
+	CgpolRecvmsg6 *ebpf.Program `ebpf:"cgpol_recvmsg6"`
 	CgpolSendmsg4 *ebpf.Program `ebpf:"cgpol_sendmsg4"`
 	CgpolSendmsg6 *ebpf.Program `ebpf:"cgpol_sendmsg6"`
+	CgpolSocket   *ebpf.Program `ebpf:"cgpol_socket"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.CgpolBind4,
+		p.CgpolBind6,
 		p.CgpolConnect4,
 		p.CgpolConnect6,
+		p.CgpolGetpeer4,
+		p.CgpolGetpeer6,
+		p.CgpolRecvmsg4,
+		p.CgpolRecvmsg6,
 		p.CgpolSendmsg4,
 		p.CgpolSendmsg6,
+		p.CgpolSocket,
 	)
 }
 

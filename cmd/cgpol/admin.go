@@ -37,7 +37,7 @@ func runGC(g *globals, args []string) error {
 	if err := parse(g.flags(), args); err != nil {
 		return err
 	}
-	objs, err := enforce.Open(g.root)
+	objs, err := g.open()
 	if err != nil {
 		return err
 	}

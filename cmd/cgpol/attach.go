@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/cgpol/cgpol/pkg/cgroup"
@@ -20,6 +21,13 @@ func (a annotations) Set(kv string) error {
 	key, value, ok := strings.Cut(kv, "=")
 	if !ok || key == "" {
 		return fmt.Errorf("want KEY=VALUE, got %q", kv)
+	}
+	if file, ok := strings.CutPrefix(value, "@"); ok { // large values, e.g. 10,000 CIDRs
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("annotation %s: %w", key, err)
+		}
+		value = strings.TrimRight(string(data), "\n")
 	}
 	if _, dup := a[key]; dup {
 		return fmt.Errorf("annotation %s given twice", key)
@@ -58,7 +66,7 @@ func runAttach(g *globals, args []string) error {
 	var t target
 	t.register(fs)
 	ann := annotations{}
-	fs.Var(ann, "annotation", "a policy annotation `KEY=VALUE`, e.g. cgpol.io/allow-ports=80,443 (repeatable)")
+	fs.Var(ann, "annotation", "a policy annotation `KEY=VALUE`, e.g. cgpol.io/allow-ports=80,443 (repeatable); KEY=@FILE reads the value from FILE")
 	allowPorts := fs.String("allow-ports", "", "destination ports to allow, e.g. 80,443 or tcp:8000-9000,udp:53; \"\" allows none")
 	name := fs.String("name", "", "a name for status and events, e.g. the container's")
 	if err := parse(fs, args); err != nil {
@@ -119,7 +127,7 @@ func runDetach(g *globals, args []string) error {
 	} else if t.path != "" || t.pid != 0 {
 		return usageError("give exactly one of --cgroup, --pid and --id")
 	}
-	objs, err := enforce.Open(g.root)
+	objs, err := g.open()
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func TestEnforcementOutlivesTheCLI(t *testing.T) {
 	}
 
 	status := c.must("status")
-	for _, want := range []string{cg.Path, "web", fmt.Sprintf(`cgpol.io/allow-ports="tcp:%d"`, port), "1/0", "0/1"} {
+	for _, want := range []string{cg.Path, "web", fmt.Sprintf(`cgpol.io/allow-ports="tcp:%d"`, port), "CONNECT", "1/1", "SOCKET"} {
 		if !strings.Contains(status, want) {
 			t.Errorf("status lacks %q:\n%s", want, status)
 		}
@@ -158,7 +158,7 @@ func TestRefusals(t *testing.T) {
 		want string
 	}{
 		{"cgroup2 root", c.command("attach", "--cgroup", "/", "--allow-ports", "80"), 1,
-			"cgpol attach: refusing to attach to the cgroup2 root"},
+			"it is the cgroup2 root, and a policy there would apply to the whole host"},
 		{"invalid policy", c.command("attach", "--cgroup", cg.Path, "--allow-ports", "80,99999"), 1,
 			`cgpol attach: invalid annotation cgpol.io/allow-ports="80,99999": item 2 "99999": port 99999 is out of range; want 1-65535`},
 		{"unknown annotation", c.command("attach", "--cgroup", cg.Path, "--annotation", "cgpol.io/allow-port=80"), 1,
@@ -287,5 +287,72 @@ func TestKilledAttachNeverOpensTheCgroup(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d slots claimed after gc, want 1", n)
+	}
+}
+
+// Every policy of issue 5, through the CLI, one behaviour each; then the
+// events and metrics verbs.
+func TestPolicyDepthThroughTheCLI(t *testing.T) {
+	c := newCLI(t)
+	c.must("install")
+	target := testenv.ServeTCP(t, "127.0.0.1:0", "target")
+	for _, tt := range []struct {
+		ann  []string
+		call []string
+		want string
+	}{
+		{[]string{"cgpol.io/allow-ports=80,443"}, []string{"connect", "tcp", "127.0.0.1:8080"}, "EPERM"},
+		{[]string{"cgpol.io/allow-bind=8000-9000"}, []string{"bind", "tcp", "127.0.0.1:7999"}, "EPERM"},
+		{[]string{"cgpol.io/allow-bind=8000-9000"}, []string{"bind", "udp", "127.0.0.1:8999"}, "ok"},
+		{[]string{fmt.Sprintf("cgpol.io/redirect=tcp:1=%s", target)}, []string{"dial", "tcp", "127.0.0.1:1"}, "ok peer=127.0.0.1:1 reply=target"},
+		{[]string{"cgpol.io/allow-cidrs=0.0.0.0/0 except 127.0.0.2"}, []string{"connect", "udp", "127.0.0.2:53"}, "EPERM"},
+		{[]string{"cgpol.io/allow-cidrs=0.0.0.0/0 except 127.0.0.2", "cgpol.io/mode=audit"}, []string{"connect", "udp", "127.0.0.2:53"}, "ok"},
+		{[]string{"cgpol.io/allow-ports=80", "cgpol.io/raw-sockets=allow"}, []string{"socket", "raw", "127.0.0.1:0"}, "ok"},
+		{[]string{"cgpol.io/allow-ports=80"}, []string{"socket", "raw", "127.0.0.1:0"}, "EPERM"},
+	} {
+		cg := testenv.NewCgroup(t)
+		args := []string{"attach", "--cgroup", cg.Path}
+		for _, a := range tt.ann {
+			args = append(args, "--annotation", a)
+		}
+		c.must(args...)
+		key := strings.Join(tt.call, " ")
+		if got := testenv.RunProbe(t, cg, tt.call...)[key]; got != tt.want {
+			t.Errorf("%v: %s = %q, want %q", tt.ann, key, got, tt.want)
+		}
+	}
+
+	// cgpol events sees a denial as it happens.
+	cg := testenv.NewCgroup(t)
+	c.must("attach", "--cgroup", cg.Path, "--allow-ports", "443", "--name", "web")
+	events := c.command("events", "--count", "1")
+	var out bytes.Buffer
+	events.Stdout = &out
+	if err := events.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- events.Wait() }()
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		testenv.RunProbe(t, cg, "connect", "tcp", "127.0.0.1:9090")
+		select {
+		case err = <-done:
+		case <-time.After(200 * time.Millisecond):
+			if time.Now().Before(deadline) {
+				continue
+			}
+			events.Process.Kill()
+			err = <-done
+		}
+		break
+	}
+	line := out.String()
+	if err != nil || !strings.Contains(line, "[DENY connect4]") || !strings.Contains(line, "daddr=127.0.0.1 dport=9090 proto=tcp container=web reason=port") {
+		t.Errorf("cgpol events: %v: %q", err, line)
+	}
+	metrics := c.must("metrics")
+	if !strings.Contains(metrics, `hook="connect4",verdict="denied"}`) || !strings.Contains(metrics, "cgpol_attached_cgroups 9") {
+		t.Errorf("cgpol metrics:\n%s", metrics)
 	}
 }

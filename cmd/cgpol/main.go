@@ -29,6 +29,8 @@ var commands = []command{
 	{"detach", "remove cgpol's policy from a cgroup", "(--cgroup PATH | --pid PID | --id CGROUP_ID)", runDetach, true},
 	{"status", "show each attached cgroup with its policy and allowed/denied counts per hook", "[-o table|json]", runStatus, true},
 	{"gc", "remove the pins and map entries of cgroups that are gone, and what crashes left", "", runGC, true},
+	{"events", "stream deny and audit events as they happen, one line each", "[-o text|json] [--count N]", runEvents, true},
+	{"metrics", "print the counters in the Prometheus text format", "", runMetrics, true},
 	{"version", "print cgpol's version and the BPF ABI it pins", "", runVersion, false},
 }
 
@@ -112,6 +114,11 @@ func (g *globals) flags() *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// open opens the install under the global --bpffs root.
+func (g *globals) open() (*enforce.Objects, error) {
+	return enforce.Open(g.root)
 }
 
 // parse parses a verb's flags and rejects stray arguments.

@@ -3,9 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 
-	"github.com/cgpol/cgpol/bpf"
 	"github.com/cgpol/cgpol/pkg/enforce"
 )
 
@@ -18,7 +18,7 @@ func runStatus(g *globals, args []string) error {
 	if *format != "table" && *format != "json" {
 		return usageError("unknown format %q: want table or json", *format)
 	}
-	objs, err := enforce.Open(g.root)
+	objs, err := g.open()
 	if err != nil {
 		return err
 	}
@@ -36,37 +36,68 @@ func runStatus(g *globals, args []string) error {
 	return nil
 }
 
-// printTable prints one row per cgroup, with allowed/denied counts per hook.
+// columns group the hooks of the table: v4 and v6 are summed.
+var columns = []struct {
+	title string
+	hooks []string
+}{
+	{"CONNECT", []string{"connect4", "connect6"}},
+	{"SENDMSG", []string{"sendmsg4", "sendmsg6"}},
+	{"BIND", []string{"bind4", "bind6"}},
+	{"SOCKET", []string{"socket"}},
+}
+
+// maxPolicyWidth cuts long policies in the table; -o json has them whole.
+const maxPolicyWidth = 72
+
+// printTable prints one row per cgroup, with allowed/denied counts per
+// group of hooks ("-" where no hook of the group is linked).
 func printTable(g *globals, list []enforce.Status) {
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprint(w, "CGROUP\tID\tNAME\tPOLICY")
-	for _, h := range bpf.Hooks {
-		fmt.Fprintf(w, "\t%s", h.Name)
+	for _, c := range columns {
+		fmt.Fprintf(w, "\t%s", c.title)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintln(w, "\tREDIRECTED")
 	for _, s := range list {
-		cg, name := s.Cgroup, s.Name
+		cg, name, pol := s.Cgroup, s.Name, s.Policy
 		if cg == "" {
 			cg = "(gone)"
 		}
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s", cg, s.CgroupID, name, s.Policy)
-		for _, h := range s.Hooks {
-			cell := fmt.Sprintf("%d/%d", h.Allowed, h.Denied)
-			if h.Audited > 0 {
-				cell += fmt.Sprintf("/%d", h.Audited)
+		if len(pol) > maxPolicyWidth {
+			pol = pol[:maxPolicyWidth-3] + "..."
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s", cg, s.CgroupID, name, pol)
+		var redirected uint64
+		for _, c := range columns {
+			var sum enforce.HookStatus
+			for _, h := range s.Hooks {
+				if slices.Contains(c.hooks, h.Hook) {
+					sum.Linked = sum.Linked || h.Linked
+					sum.Allowed += h.Allowed
+					sum.Denied += h.Denied
+					sum.Audited += h.Audited
+				}
 			}
-			if !h.Linked {
-				cell = "unlinked"
+			cell := "-"
+			if sum.Linked {
+				cell = fmt.Sprintf("%d/%d", sum.Allowed, sum.Denied)
+				if sum.Audited > 0 {
+					cell += fmt.Sprintf("/%d", sum.Audited)
+				}
 			}
 			fmt.Fprintf(w, "\t%s", cell)
 		}
-		fmt.Fprintln(w)
+		for _, h := range s.Hooks {
+			redirected += h.Redirected
+		}
+		fmt.Fprintf(w, "\t%d\n", redirected)
 	}
 	w.Flush()
-	fmt.Fprintf(g.stdout, "%d attached; hook counts are allowed/denied (/audited).\n", len(list))
+	fmt.Fprintf(g.stdout, "%d attached; counts are allowed/denied, then audited (allowed by audit mode) if any.\n", len(list))
 	for _, s := range list {
 		if s.Problem != "" {
 			fmt.Fprintf(g.stdout, "warning: cgroup %d: %s\n", s.CgroupID, s.Problem)

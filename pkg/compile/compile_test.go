@@ -23,7 +23,7 @@ func allowed(e *Entries, set int, port int) bool {
 
 func TestCompile(t *testing.T) {
 	e := Compile(mustParse(t, "tcp:80,443,udp:53,1000-1100,tcp:65535"))
-	if e.Policy.Flags != bpf.FlagEgressPorts {
+	if e.Policy.Flags != bpf.FlagEgressPorts|bpf.FlagDenyRaw {
 		t.Errorf("flags = %#x", e.Policy.Flags)
 	}
 	for _, c := range []struct {
@@ -48,7 +48,7 @@ func TestCompileNoPolicy(t *testing.T) {
 	if e := Compile(policy.Policy{}); e.Policy.Flags != 0 || e.Policy.Ports != [2][1024]uint64{} {
 		t.Errorf("unrestricted policy compiled to flags %#x with ports set", e.Policy.Flags)
 	}
-	if e := Compile(mustParse(t, "")); e.Policy.Flags != bpf.FlagEgressPorts || e.Policy.Ports != [2][1024]uint64{} {
+	if e := Compile(mustParse(t, "")); e.Policy.Flags != bpf.FlagEgressPorts|bpf.FlagDenyRaw || e.Policy.Ports != [2][1024]uint64{} {
 		t.Errorf("allow-no-ports compiled to flags %#x with ports set", e.Policy.Flags)
 	}
 }
@@ -106,5 +106,40 @@ func BenchmarkCompile1000Ranges(b *testing.B) {
 	p := policy.Policy{EgressPorts: &set}
 	for b.Loop() {
 		Compile(p)
+	}
+}
+
+func TestCompileBindRedirectModeRaw(t *testing.T) {
+	p, _, err := policy.FromAnnotations(map[string]string{
+		policy.KeyAllowBind:  "0,tcp:8000-9000",
+		policy.KeyRedirect:   "udp:53=127.0.0.1:5353, tcp:10.0.0.1:8080=127.0.0.1:3128, udp:53=[::1]:5353",
+		policy.KeyMode:       "audit",
+		policy.KeyRawSockets: "deny",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := Compile(p)
+	want := bpf.FlagBind | bpf.FlagRedirect | bpf.FlagAudit | bpf.FlagDenyRaw
+	if e.Policy.Flags != want {
+		t.Errorf("flags %#x, want %#x", e.Policy.Flags, want)
+	}
+	// Port 0 (autobind) is bit 0 of chunk 0 of both bind sets.
+	for _, set := range []uint16{bpf.RuleSetBindTCP, bpf.RuleSetBindUDP} {
+		if e.PortSets[bpf.PortKey{Set: set}].Bits[0]&1 == 0 {
+			t.Errorf("bind set %d does not allow port 0", set)
+		}
+	}
+	if len(e.Redirects) != 3 {
+		t.Errorf("%d redirect entries, want 3", len(e.Redirects))
+	}
+	k := bpf.RedirectKey{Port: 8080, Protocol: 6, Family: 4}
+	k.Addr[0], k.Addr[3] = 10, 1
+	if tgt, ok := e.Redirects[k]; !ok || tgt.Port != 3128 || tgt.Addr[0] != 127 {
+		t.Errorf("10.0.0.1:8080 redirect: %+v, %v", tgt, ok)
+	}
+	back, err := Decompile(e)
+	if err != nil || !back.Equal(p) {
+		t.Errorf("decompiled %s, %v; want %s", back, err, p)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/cgpol/cgpol/bpf"
 	"github.com/cgpol/cgpol/pkg/cgroup"
@@ -34,7 +35,13 @@ func setup(t *testing.T) *Objects {
 
 func attach(t *testing.T, objs *Objects, cg cgroup.Cgroup, spec string) {
 	t.Helper()
-	p, _, err := policy.FromAnnotations(map[string]string{policy.KeyAllowPorts: spec})
+	attachAnnotations(t, objs, cg, map[string]string{policy.KeyAllowPorts: spec})
+}
+
+// attachAnnotations attaches the policy that annotations ask for.
+func attachAnnotations(t *testing.T, objs *Objects, cg cgroup.Cgroup, ann map[string]string) {
+	t.Helper()
+	p, _, err := policy.FromAnnotations(ann)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +57,13 @@ func addr(ip string, port int) string {
 // expect runs one probe with every call in want and checks each result.
 func expect(t *testing.T, cg cgroup.Cgroup, want map[string]string) {
 	t.Helper()
-	var args []string
+	expectWith(t, cg, nil, want)
+}
+
+// expectWith is expect with probe flags, e.g. -netns PATH.
+func expectWith(t *testing.T, cg cgroup.Cgroup, flags []string, want map[string]string) {
+	t.Helper()
+	args := append([]string(nil), flags...)
 	for call := range want {
 		var c, proto, a string
 		fmt.Sscan(call, &c, &proto, &a)
@@ -210,7 +223,7 @@ func TestMissingPolicyDenies(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := objs.linkHooks(unwritten, dir); err != nil {
+	if err := objs.linkHooks(unwritten, dir, 0); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, unwritten, map[string]string{call: "EPERM"})
@@ -255,13 +268,15 @@ func TestCountersPerHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string][2]uint64{}
+	linked := map[string]bool{"connect4": true, "connect6": true, "sendmsg4": true, "sendmsg6": true, "socket": true}
 	for _, h := range st.Hooks {
-		if !h.Linked {
-			t.Errorf("hook %s not linked", h.Hook)
+		if h.Linked != linked[h.Hook] {
+			t.Errorf("hook %s linked = %v, want %v for an allow-ports policy", h.Hook, h.Linked, linked[h.Hook])
 		}
 		got[h.Hook] = [2]uint64{h.Allowed, h.Denied}
 	}
-	want := map[string][2]uint64{"connect4": {1, 2}, "connect6": {0, 0}, "sendmsg4": {0, 0}, "sendmsg6": {1, 0}}
+	// The probe opens one UDP socket per call: 4 socket creations allowed.
+	want := map[string][2]uint64{"connect4": {1, 2}, "connect6": {0, 0}, "sendmsg4": {0, 0}, "sendmsg6": {1, 0}, "socket": {4, 0}}
 	for hook, w := range want {
 		if got[hook] != w {
 			t.Errorf("%s: allowed, denied = %v, want %v", hook, got[hook], w)
@@ -309,7 +324,8 @@ func TestConcurrentInstallsAgree(t *testing.T) {
 				return
 			}
 			defer objs.Close()
-			ids[i] = objs.programIDs["connect4"]
+			_, ids[i], err = objs.program(bpf.Hooks[0])
+			errs[i] = err
 		}()
 	}
 	wg.Wait()
@@ -358,9 +374,13 @@ func TestGCReclaimsRemovedCgroups(t *testing.T) {
 	if n := countEntries(t, objs.Slots); n != 1 {
 		t.Errorf("%d slots claimed, want 1 (the kept cgroup's)", n)
 	}
-	var inner ebpf.MapID
-	if err := objs.Policies.Lookup(slot, &inner); err == nil && inner != 0 {
-		t.Errorf("released slot %d still holds policy map %d", slot, inner)
+	var owner uint64
+	if err := objs.Slots.Lookup(slot, &owner); err == nil {
+		t.Errorf("released slot %d is still claimed by %d", slot, owner)
+	}
+	var one uint8
+	if err := objs.Warm.Lookup(slot, &one); err != nil {
+		t.Errorf("released slot %d is not offered for reuse: %v", slot, err)
 	}
 	if n := countEntries(t, objs.Attachments); n != 1 {
 		t.Errorf("%d attachment records left, want 1", n)
@@ -417,4 +437,60 @@ func countEntries(t *testing.T, m *ebpf.Map) int {
 		n++
 		key = append([]byte(nil), next...)
 	}
+}
+
+// A released slot keeps its policy map, and the next cgroup's policy is
+// written into it in place. A cgroup that still names that slot after its
+// detach, through a link that cgpol did not make (bpftool, say), must be
+// denied, not judged by the next cgroup's policy.
+func TestWarmSlotReuse(t *testing.T) {
+	objs := setup(t)
+	first := testenv.NewCgroup(t)
+	attach(t, objs, first, "udp:9")
+	slot := mustSlot(t, objs, first.ID)
+	f, err := first.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	prog, _, err := objs.program(bpf.Hooks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray, err := link.AttachRawLink(link.RawLinkOptions{Target: int(f.Fd()), Program: prog, Attach: bpf.Hooks[0].Attach})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stray.Close()
+	if err := objs.Detach(first.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	second := testenv.NewCgroup(t)
+	attach(t, objs, second, "udp:10")
+	if got := mustSlot(t, objs, second.ID); got != slot {
+		t.Errorf("second cgroup got slot %d, want the warm slot %d", got, slot)
+	}
+	expect(t, second, map[string]string{"connect udp " + addr("127.0.0.1", 10): "ok", "connect udp " + addr("127.0.0.1", 9): "EPERM"})
+	// The stray link keeps the first cgroup's storage, naming the slot.
+	expect(t, first, map[string]string{"connect udp " + addr("127.0.0.1", 10): "EPERM", "connect udp " + addr("127.0.0.1", 9): "EPERM"})
+	if st, err := objs.StatusOf(second.ID); err != nil || st.Policy != `cgpol.io/allow-ports="udp:10"` {
+		t.Errorf("status: %q, %v", st.Policy, err)
+	}
+}
+
+// Detach is immediate, even while something else holds a link open.
+func TestDetachIsImmediate(t *testing.T) {
+	objs := setup(t)
+	cg := testenv.NewCgroup(t)
+	attach(t, objs, cg, "")
+	held, err := link.LoadPinnedLink(filepath.Join(objs.cgroupDir(cg.ID), "connect4"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := objs.Detach(cg.ID); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cg, map[string]string{"connect udp " + addr("127.0.0.1", 9): "ok"})
 }

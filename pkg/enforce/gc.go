@@ -68,6 +68,13 @@ func (o *Objects) GC() (GCReport, error) {
 		o.releaseSlot(slot)
 		report.Slots++
 	}
+	// Rule maps of a generation that the slot's policy no longer uses, left
+	// by an attach killed after it swapped the policy.
+	for iter := o.Slots.Iterate(); iter.Next(&slot, &owner); {
+		if p, err := o.slotPolicy(slot); err == nil && p.Rules/2 == slot {
+			o.clearRules(p.Rules ^ 1)
+		}
+	}
 
 	// Records of cgroups with no links.
 	var cgID uint64

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -45,11 +46,20 @@ type Objects struct {
 	Root string // the bpffs root
 	Dir  string // Root/bpf.ABI
 
-	Programs    map[string]*ebpf.Program // by bpf.Hook.Name
+	programs    map[string]*ebpf.Program // by bpf.Hook.Name, opened on first use
 	Refs        *ebpf.Map                // cgroup storage: struct cgpol_ref
 	Counters    *ebpf.Map                // per-CPU cgroup storage: struct cgpol_hook_counters
 	Policies    *ebpf.Map                // slot -> array holding struct cgpol_policy
+	CIDR4       *ebpf.Map                // policy.Rules -> LPM trie of IPv4 address rules
+	CIDR6       *ebpf.Map                // policy.Rules -> LPM trie of IPv6 address rules
+	PortSets    *ebpf.Map                // policy.Rules -> chunked port sets (bind, address rules)
+	Redirects   *ebpf.Map                // policy.Rules -> redirects
+	RevNAT      *ebpf.Map                // (socket, target) -> what was dialled
+	SkMemo      *ebpf.Map                // socket -> its last allowed IPv4 destination
+	Events      *ebpf.Map                // ring buffer of deny and audit events
+	Stats       *ebpf.Map                // per-CPU global counters
 	Slots       *ebpf.Map                // slot -> cgroup id that claimed it
+	Warm        *ebpf.Map                // free slots that still hold a policy map
 	Attachments *ebpf.Map                // cgroup id -> struct cgpol_attachment
 
 	programIDs map[string]ebpf.ProgramID
@@ -58,14 +68,20 @@ type Objects struct {
 
 // Close releases the file descriptors. The pins stay.
 func (o *Objects) Close() {
-	for _, p := range o.Programs {
+	for _, p := range o.programs {
 		p.Close()
 	}
-	for _, m := range []*ebpf.Map{o.Refs, o.Counters, o.Policies, o.Slots, o.Attachments} {
+	for _, m := range o.maps() {
 		if m != nil {
 			m.Close()
 		}
 	}
+}
+
+// maps lists every map of an install.
+func (o *Objects) maps() []*ebpf.Map {
+	return []*ebpf.Map{o.Refs, o.Counters, o.Policies, o.CIDR4, o.CIDR6, o.PortSets, o.Redirects,
+		o.RevNAT, o.SkMemo, o.Events, o.Stats, o.Slots, o.Warm, o.Attachments}
 }
 
 // Install pins cgpol's programs and maps under root, unless they are pinned
@@ -116,6 +132,9 @@ func publish(root string) error {
 		}
 	}
 	for name, m := range coll.Maps {
+		if strings.HasPrefix(name, ".") {
+			continue // .rodata: the load-time constants, held by the programs
+		}
 		if err := m.Pin(filepath.Join(tmp, mapDir, name)); err != nil {
 			return fmt.Errorf("install: pin %s: %w", name, err)
 		}
@@ -134,6 +153,9 @@ func load() (*ebpf.Collection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("install: read embedded BPF object: %w", err)
 	}
+	if err := spec.Variables[bpf.VarFeatures].Set(kernelFeatures()); err != nil {
+		return nil, fmt.Errorf("install: %w", err)
+	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return nil, explainLoadError(err)
@@ -151,25 +173,16 @@ func Open(root string) (*Objects, error) {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	o := &Objects{Root: root, Dir: dir, dirIno: st.Ino,
-		Programs: map[string]*ebpf.Program{}, programIDs: map[string]ebpf.ProgramID{}}
-	for _, h := range bpf.Hooks {
-		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, progDir, h.Name), nil)
-		if err != nil {
-			o.Close()
-			return nil, fmt.Errorf("open pinned program %s: %w (the install under %s is incomplete: run cgpol uninstall --force, then cgpol install)", h.Name, err, dir)
-		}
-		o.Programs[h.Name] = p
-		info, err := p.Info()
-		if err != nil {
-			o.Close()
-			return nil, fmt.Errorf("open pinned program %s: %w", h.Name, err)
-		}
-		id, _ := info.ID()
-		o.programIDs[h.Name] = id
+		programs: map[string]*ebpf.Program{}, programIDs: map[string]ebpf.ProgramID{}}
+	if _, err := os.Stat(filepath.Join(dir, progDir, bpf.Hooks[len(bpf.Hooks)-1].Name)); err != nil {
+		return nil, fmt.Errorf("open pinned programs: %w (the install under %s is incomplete: run cgpol uninstall --force, then cgpol install)", err, dir)
 	}
 	for name, m := range map[string]**ebpf.Map{
 		bpf.MapRefs: &o.Refs, bpf.MapCounters: &o.Counters,
-		bpf.MapPolicies: &o.Policies, bpf.MapSlots: &o.Slots, bpf.MapAttachments: &o.Attachments,
+		bpf.MapPolicies: &o.Policies, bpf.MapCIDR4: &o.CIDR4, bpf.MapCIDR6: &o.CIDR6,
+		bpf.MapPortSets: &o.PortSets, bpf.MapRedirects: &o.Redirects, bpf.MapRevNAT: &o.RevNAT, bpf.MapSkMemo: &o.SkMemo,
+		bpf.MapEvents: &o.Events, bpf.MapStats: &o.Stats,
+		bpf.MapSlots: &o.Slots, bpf.MapWarm: &o.Warm, bpf.MapAttachments: &o.Attachments,
 	} {
 		var err error
 		if *m, err = ebpf.LoadPinnedMap(filepath.Join(dir, mapDir, name), nil); err != nil {
@@ -178,6 +191,25 @@ func Open(root string) (*Objects, error) {
 		}
 	}
 	return o, nil
+}
+
+// program opens a hook's pinned program, once, and learns its id.
+func (o *Objects) program(h bpf.Hook) (*ebpf.Program, ebpf.ProgramID, error) {
+	if p, ok := o.programs[h.Name]; ok {
+		return p, o.programIDs[h.Name], nil
+	}
+	p, err := ebpf.LoadPinnedProgram(filepath.Join(o.Dir, progDir, h.Name), nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open pinned program %s: %w (the install under %s is incomplete: run cgpol uninstall --force, then cgpol install)", h.Name, err, o.Dir)
+	}
+	info, err := p.Info()
+	if err != nil {
+		p.Close()
+		return nil, 0, fmt.Errorf("open pinned program %s: %w", h.Name, err)
+	}
+	id, _ := info.ID()
+	o.programs[h.Name], o.programIDs[h.Name] = p, id
+	return p, id, nil
 }
 
 // lock takes the install's lock: shared for work on one cgroup, exclusive

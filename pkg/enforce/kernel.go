@@ -3,10 +3,14 @@ package enforce
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/cgpol/cgpol/bpf"
 )
 
 // MinKernel is the oldest kernel that has every feature cgpol needs.
@@ -45,10 +49,35 @@ func probeSharedCgroupStorage() error {
 	return nil
 }
 
+// kernelFeatures returns the optional features (bpf.Feature*) that this
+// kernel supports, for the programs' load-time constant.
+func kernelFeatures() uint32 {
+	var f uint32
+	taskInfo := true
+	for _, pt := range []ebpf.ProgramType{ebpf.CGroupSockAddr, ebpf.CGroupSock} {
+		for _, fn := range []asm.BuiltinFunc{asm.FnGetCurrentPidTgid, asm.FnGetCurrentComm, asm.FnGetCurrentCgroupId} {
+			if features.HaveProgramHelper(pt, fn) != nil {
+				taskInfo = false
+			}
+		}
+	}
+	if taskInfo {
+		f |= bpf.FeatureTaskInfo
+	}
+	if features.HaveProgramHelper(ebpf.CGroupSockAddr, asm.FnSkStorageGet) == nil {
+		f |= bpf.FeatureSkMemo
+	}
+	return f
+}
+
 // explainLoadError turns a failure to load the object into the reason a
 // user can act on: missing privileges, or the kernel feature that is missing
 // and the release that has it.
 func explainLoadError(err error) error {
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) && os.Geteuid() == 0 {
+		return fmt.Errorf("the kernel's verifier rejected cgpol's programs (a kernel cgpol does not support yet? cgpol needs Linux %s or newer): %w", MinKernel, err)
+	}
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 		return fmt.Errorf("loading BPF programs was refused: cgpol must run as root (CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN): %w", err)
 	}

@@ -1,7 +1,6 @@
 package enforce
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/cgpol/cgpol/bpf"
@@ -34,15 +32,28 @@ type Status struct {
 
 // HookStatus is one hook of an attached cgroup and its counters, summed over CPUs.
 type HookStatus struct {
-	Hook    string `json:"hook"`
-	Linked  bool   `json:"linked"`
-	Allowed uint64 `json:"allowed"`
-	Denied  uint64 `json:"denied"`
-	Audited uint64 `json:"audited"`
+	Hook       string `json:"hook"`
+	Linked     bool   `json:"linked"`
+	Allowed    uint64 `json:"allowed"`
+	Denied     uint64 `json:"denied"`
+	Audited    uint64 `json:"audited"`
+	Redirected uint64 `json:"redirected"`
 }
 
-// List reports every cgroup that has links pinned, sorted by cgroup path.
+// List reports every cgroup that has links pinned, sorted by cgroup path,
+// with the policy read back from the kernel.
 func (o *Objects) List() ([]Status, error) {
+	return o.list(true)
+}
+
+// Counts is List without reading the policies back: labels and counters
+// only, cheap enough for every metrics scrape. Problem is still set for a
+// cgroup whose policy cannot be read.
+func (o *Objects) Counts() ([]Status, error) {
+	return o.list(false)
+}
+
+func (o *Objects) list(withPolicy bool) ([]Status, error) {
 	mount, err := cgroup.Mount()
 	if err != nil {
 		return nil, err
@@ -53,7 +64,7 @@ func (o *Objects) List() ([]Status, error) {
 	}
 	out := make([]Status, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, o.status(mount, id))
+		out = append(out, o.status(mount, id, withPolicy))
 	}
 	slices.SortFunc(out, func(a, b Status) int {
 		return cmp.Or(cmp.Compare(a.Cgroup, b.Cgroup), cmp.Compare(a.CgroupID, b.CgroupID))
@@ -70,7 +81,18 @@ func (o *Objects) StatusOf(id uint64) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return o.status(mount, id), nil
+	return o.status(mount, id, true), nil
+}
+
+// Attachment returns what was recorded about an attached cgroup: its
+// name, container id, manager and attach time (no counters, no policy).
+func (o *Objects) Attachment(id uint64) (Status, error) {
+	var meta bpf.Attachment
+	if err := o.Attachments.Lookup(id, &meta); err != nil {
+		return Status{}, fmt.Errorf("cgroup %d: %w", id, ErrNotAttached)
+	}
+	return Status{CgroupID: id, Name: bpf.CString(meta.Name[:]), Container: bpf.CString(meta.Container[:]),
+		Manager: bpf.CString(meta.Manager[:]), Attached: time.Unix(0, int64(meta.AttachedUnixNs))}, nil
 }
 
 // FindContainer returns the cgroup id of the attachment recorded for a
@@ -83,7 +105,7 @@ func (o *Objects) FindContainer(container string) (id uint64, ok bool, err error
 	var meta bpf.Attachment
 	iter := o.Attachments.Iterate()
 	for iter.Next(&cgID, &meta) {
-		if cString(meta.Container[:]) == container {
+		if bpf.CString(meta.Container[:]) == container {
 			return cgID, true, nil
 		}
 	}
@@ -108,16 +130,16 @@ func (o *Objects) attachedIDs() ([]uint64, error) {
 	return ids, nil
 }
 
-func (o *Objects) status(mount string, id uint64) Status {
+func (o *Objects) status(mount string, id uint64, withPolicy bool) Status {
 	s := Status{CgroupID: id}
 	if cg, err := cgroup.ByID(mount, id); err == nil {
 		s.Cgroup = cg.Path
 	}
 	var meta bpf.Attachment
 	if o.Attachments.Lookup(id, &meta) == nil {
-		s.Name = cString(meta.Name[:])
-		s.Container = cString(meta.Container[:])
-		s.Manager = cString(meta.Manager[:])
+		s.Name = bpf.CString(meta.Name[:])
+		s.Container = bpf.CString(meta.Container[:])
+		s.Manager = bpf.CString(meta.Manager[:])
 		s.Attached = time.Unix(0, int64(meta.AttachedUnixNs))
 	}
 	for _, h := range bpf.Hooks {
@@ -128,6 +150,7 @@ func (o *Objects) status(mount string, id uint64) Status {
 				hs.Allowed += c.Allowed
 				hs.Denied += c.Denied
 				hs.Audited += c.Audited
+				hs.Redirected += c.Redirected
 			}
 		}
 		s.Hooks = append(s.Hooks, hs)
@@ -141,6 +164,11 @@ func (o *Objects) status(mount string, id uint64) Status {
 	case ref.Slot == 0:
 		s.Policy = "deny all"
 		s.Problem = "the attach did not finish, so every call is denied; attach again or detach"
+	case !withPolicy:
+		s.Slot = ref.Slot - 1
+		if p, err := o.slotPolicy(s.Slot); err != nil || p.CgroupId != id {
+			s.Problem = fmt.Sprintf("policy slot %d does not hold this cgroup's policy, so every call is denied", s.Slot)
+		}
 	default:
 		s.Slot = ref.Slot - 1
 		p, err := o.readPolicy(ref)
@@ -172,36 +200,21 @@ func (o *Objects) linkLive(pin string, id uint64) bool {
 // readPolicy reads back the policy that the kernel enforces for a ref.
 func (o *Objects) readPolicy(ref bpf.Ref) (string, error) {
 	slot := ref.Slot - 1
-	var innerID ebpf.MapID
-	if err := o.Policies.Lookup(slot, &innerID); err != nil || innerID == 0 {
-		return "", fmt.Errorf("policy slot %d is empty", slot)
-	}
-	m, err := ebpf.NewMapFromID(innerID)
-	if err != nil {
-		return "", fmt.Errorf("open the policy in slot %d: %w", slot, err)
-	}
-	defer m.Close()
-	var e compile.Entries
-	if err := m.Lookup(uint32(0), &e.Policy); err != nil {
-		return "", fmt.Errorf("read the policy in slot %d: %w", slot, err)
-	}
-	if e.Policy.CgroupId != ref.CgroupId {
-		return "", fmt.Errorf("policy slot %d belongs to cgroup %d", slot, e.Policy.CgroupId)
-	}
-	p, err := compile.Decompile(&e)
+	p, err := o.slotPolicy(slot)
 	if err != nil {
 		return "", err
 	}
-	return p.String(), nil
-}
-
-func cString(b []int8) string {
-	raw := make([]byte, len(b))
-	for i, c := range b {
-		raw[i] = byte(c)
+	if p.CgroupId != ref.CgroupId {
+		return "", fmt.Errorf("policy slot %d belongs to cgroup %d", slot, p.CgroupId)
 	}
-	if i := bytes.IndexByte(raw, 0); i >= 0 {
-		raw = raw[:i]
+	e := compile.NewEntries()
+	e.Policy = p
+	if err := o.readRules(p.Rules, e); err != nil {
+		return "", err
 	}
-	return string(raw)
+	decompiled, err := compile.Decompile(e)
+	if err != nil {
+		return "", err
+	}
+	return decompiled.String(), nil
 }

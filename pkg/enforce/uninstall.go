@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+
+	"github.com/cgpol/cgpol/bpf"
 )
 
 // ErrStillAttached means that uninstall was asked to leave attached cgroups alone.
@@ -14,6 +17,16 @@ var ErrStillAttached = errors.New("cgroups are still attached")
 // them unrestricted.
 func Uninstall(root string, force bool) error {
 	o, err := Open(root)
+	if err != nil && force && !errors.Is(err, ErrNotInstalled) {
+		// An incomplete or incompatible install: remove its pins wholesale.
+		// Unpinning a link detaches it.
+		if rmErr := os.RemoveAll(filepath.Join(root, bpf.ABI)); rmErr != nil {
+			return fmt.Errorf("uninstall: %w", rmErr)
+		}
+		removeAbandonedInstalls(root)
+		os.Remove(root)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -80,3 +80,86 @@ func TestPolicyRoundTrip(t *testing.T) {
 		t.Errorf("zero policy String = %s", Policy{})
 	}
 }
+
+func TestFromAnnotationsAllKeys(t *testing.T) {
+	p, _, err := FromAnnotations(map[string]string{
+		KeyAllowPorts: "443",
+		KeyAllowCIDRs: "0.0.0.0/0 except 10.0.0.0/8",
+		KeyAllowBind:  "0,8000-9000",
+		KeyRedirect:   "udp:53=127.0.0.1:5353",
+		KeyMode:       "Audit",
+		KeyRawSockets: "allow",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Audit || p.DeniesRaw() || p.BindPorts.String() != "0,8000-9000" || len(p.Redirects) != 1 || len(p.EgressCIDRs.Rules) != 1 {
+		t.Errorf("parsed %+v", p)
+	}
+	again, _, err := FromAnnotations(p.Annotations())
+	if err != nil || !again.Equal(p) {
+		t.Errorf("round trip: %v, %v", again, err)
+	}
+}
+
+func TestRawSocketsDefault(t *testing.T) {
+	for _, tt := range []struct {
+		ann  map[string]string
+		deny bool
+	}{
+		{map[string]string{KeyAllowPorts: "80"}, true},
+		{map[string]string{KeyAllowCIDRs: "0.0.0.0/0"}, true},
+		{map[string]string{KeyAllowBind: "80"}, false},
+		{map[string]string{KeyMode: "audit"}, false},
+		{map[string]string{KeyAllowPorts: "80", KeyRawSockets: "allow"}, false},
+		{map[string]string{KeyAllowBind: "80", KeyRawSockets: "deny"}, true},
+	} {
+		p, _, err := FromAnnotations(tt.ann)
+		if err != nil || p.DeniesRaw() != tt.deny {
+			t.Errorf("%v: DeniesRaw = %v, %v; want %v", tt.ann, p.DeniesRaw(), err, tt.deny)
+		}
+	}
+}
+
+func TestModeAndRawErrors(t *testing.T) {
+	for ann, want := range map[string]string{
+		KeyMode:       `invalid annotation cgpol.io/mode="strict": want enforce or audit`,
+		KeyRawSockets: `invalid annotation cgpol.io/raw-sockets="strict": want deny or allow`,
+	} {
+		_, _, err := FromAnnotations(map[string]string{ann: "strict"})
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", ann, err, want)
+		}
+	}
+	_, _, err := FromAnnotations(map[string]string{KeyAllowBind: "0-10,70000"})
+	if err == nil || !strings.Contains(err.Error(), `item 2 "70000": port 70000 is out of range; want 0-65535`) {
+		t.Errorf("allow-bind: %v", err)
+	}
+}
+
+// FuzzFromAnnotations feeds one value to every key: the result is either
+// one AnnotationError line naming the key, or a policy whose canonical
+// annotations parse back to the same policy.
+func FuzzFromAnnotations(f *testing.F) {
+	for _, s := range []string{"", "80", "audit", "deny", "0.0.0.0/0 except 10.0.0.0/8", "udp:53=127.0.0.1:5353", "0,8000-9000"} {
+		f.Add(uint8(0), s)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, value string) {
+		key := Keys[int(which)%len(Keys)]
+		p, found, err := FromAnnotations(map[string]string{key: value})
+		if !found {
+			t.Fatal("a cgpol key was not found")
+		}
+		if err != nil {
+			var ae *AnnotationError
+			if !errors.As(err, &ae) || ae.Key != key || strings.ContainsAny(err.Error(), "\n\r") || !strings.HasPrefix(err.Error(), "invalid annotation "+key+"=") {
+				t.Fatalf("%s=%q: bad error %q", key, value, err)
+			}
+			return
+		}
+		again, _, err := FromAnnotations(p.Annotations())
+		if err != nil || !again.Equal(p) {
+			t.Fatalf("%s=%q: canonical %v parses to %v, %v", key, value, p.Annotations(), again.Annotations(), err)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Protocol is a transport protocol that a port rule applies to.
@@ -90,19 +91,29 @@ func (s PortSet) String() string {
 	return strings.Join(items, ",")
 }
 
-// ParsePortSet parses the value of an allow-ports annotation: a
-// comma-separated list of [tcp:|udp:]PORT or [tcp:|udp:]LOW-HIGH items.
-// An item without a protocol means both. The empty string allows no port.
-// An error names the item and its 1-based position; the caller adds the key.
+// ParsePortSet parses the value of an allow-ports annotation: a list of
+// [tcp:|udp:]PORT or [tcp:|udp:]LOW-HIGH items, separated by commas or
+// whitespace (Podman splits --annotation values at commas, so "80 443"
+// works there as written). An item without a protocol means both. The empty
+// string allows no port. An error names the item and its 1-based position;
+// the caller adds the key.
 func ParsePortSet(value string) (PortSet, error) {
+	return parsePortList(value, 1)
+}
+
+// ParseBindPortSet parses the value of an allow-bind annotation: the
+// allow-ports grammar, where port 0 is allowed too and means bind(2) with
+// port 0, which lets the kernel pick an ephemeral port.
+func ParseBindPortSet(value string) (PortSet, error) {
+	return parsePortList(value, 0)
+}
+
+func parsePortList(value string, minPort int) (PortSet, error) {
 	var set PortSet
-	if strings.TrimSpace(value) == "" {
-		return set, nil
-	}
-	for i, item := range strings.Split(value, ",") {
-		protos, r, err := parsePortItem(strings.TrimSpace(item))
+	for i, item := range listItems(value) {
+		protos, r, err := parsePortItem(item, minPort)
 		if err != nil {
-			return PortSet{}, &ItemError{Item: strings.TrimSpace(item), Position: i + 1, Reason: err.Error()}
+			return PortSet{}, &ItemError{Item: item, Position: i + 1, Reason: err.Error()}
 		}
 		for _, p := range protos {
 			set.ranges[p] = append(set.ranges[p], r)
@@ -114,10 +125,13 @@ func ParsePortSet(value string) (PortSet, error) {
 	return set, nil
 }
 
-func parsePortItem(item string) ([]Protocol, PortRange, error) {
-	if item == "" {
-		return nil, PortRange{}, fmt.Errorf("empty item")
-	}
+// listItems splits a list at commas and whitespace. Empty items, as in
+// "80,,443", are dropped.
+func listItems(value string) []string {
+	return strings.FieldsFunc(value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+}
+
+func parsePortItem(item string, minPort int) ([]Protocol, PortRange, error) {
 	protos := Protocols
 	if name, rest, ok := strings.Cut(item, ":"); ok {
 		switch strings.ToLower(strings.TrimSpace(name)) {
@@ -131,13 +145,13 @@ func parsePortItem(item string) ([]Protocol, PortRange, error) {
 		item = rest
 	}
 	lowText, highText, isRange := strings.Cut(item, "-")
-	low, err := parsePort(lowText)
+	low, err := parsePort(lowText, minPort)
 	if err != nil {
 		return nil, PortRange{}, err
 	}
 	high := low
 	if isRange {
-		if high, err = parsePort(highText); err != nil {
+		if high, err = parsePort(highText, minPort); err != nil {
 			return nil, PortRange{}, err
 		}
 		if low > high {
@@ -147,19 +161,19 @@ func parsePortItem(item string) ([]Protocol, PortRange, error) {
 	return protos, PortRange{Low: low, High: high}, nil
 }
 
-func parsePort(text string) (uint16, error) {
+func parsePort(text string, minPort int) (uint16, error) {
 	text = strings.TrimSpace(text)
 	if text == "" {
 		return 0, fmt.Errorf("missing port number")
 	}
 	for _, c := range text {
 		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%s is not a port number; want 1-65535", quote(text))
+			return 0, fmt.Errorf("%s is not a port number; want %d-65535", quote(text), minPort)
 		}
 	}
 	n, err := strconv.ParseUint(text, 10, 32)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, fmt.Errorf("port %s is out of range; want 1-65535", clip(text))
+	if err != nil || n < uint64(minPort) || n > 65535 {
+		return 0, fmt.Errorf("port %s is out of range; want %d-65535", clip(text), minPort)
 	}
 	return uint16(n), nil
 }

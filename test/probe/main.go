@@ -6,20 +6,36 @@
 //	probe connect udp [::1]:53         connect(2) on a UDP socket
 //	probe sendto udp 127.0.0.1:53      sendto(2) on an unconnected UDP socket
 //	probe fastopen tcp 127.0.0.1:80    sendto(2) with MSG_FASTOPEN
+//	probe bind tcp 127.0.0.1:8000      bind(2); port 0 lets the kernel pick
+//	probe socket raw 127.0.0.1:0       socket(2) only: tcp, udp, raw, icmp (ping), udplite
+//	probe dial tcp 127.0.0.1:8080      connect(2), read a line, getpeername(2):
+//	                                   "ok peer=ADDR reply=LINE"
+//	probe echo udp 127.0.0.1:5353      sendto(2), then recvfrom(2): "ok from=ADDR reply=DATA"
+//	probe reconnect udp 127.0.0.1:9    connect(2), print, wait for a line on stdin, then
+//	                                   connect(2) and sendto(2) again on the same socket
 //	probe loop udp 127.0.0.1:9 N       N UDP connect(2) calls; prints ns per call
+//	                                   and how many failed
+//	probe spread udp 127.0.0.0:9 N     the same, but call i goes to the address
+//	                                   i % 60000 above the given one: no two in a row alike
 //
 // Several calls can follow each other: probe connect tcp A sendto udp B.
 // Each prints "<call> <proto> <addr>: ok" or ": <ERRNO>", e.g. EPERM.
 // A v6 address in brackets, [::ffff:127.0.0.1]:80 included, uses an AF_INET6 socket.
+//
+// Flags, before the calls: -netns PATH enters a network namespace first;
+// -ping opens ICMP ping sockets to every group of the (own) namespace.
 package main
 
 import (
+	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -27,9 +43,23 @@ import (
 )
 
 func main() {
-	args := os.Args[1:]
+	netns := flag.String("netns", "", "enter this network namespace (a path) first")
+	ping := flag.Bool("ping", false, "allow ICMP ping sockets in the current network namespace")
+	flag.Parse()
+	runtime.LockOSThread() // setns applies to this thread, which makes every call
+	if *netns != "" {
+		if err := enterNetns(*netns); err != nil {
+			fail("enter netns %s: %v", *netns, err)
+		}
+	}
+	if *ping {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 2147483647"), 0); err != nil {
+			fail("ping_group_range: %v", err)
+		}
+	}
+	args := flag.Args()
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: probe CALL PROTO ADDR [CALL PROTO ADDR]...")
+		fmt.Fprintln(os.Stderr, "usage: probe [-netns PATH] [-ping] CALL PROTO ADDR [CALL PROTO ADDR]...")
 		os.Exit(2)
 	}
 	for len(args) >= 3 {
@@ -39,7 +69,7 @@ func main() {
 		if err != nil {
 			fail("bad address %q: %v", addr, err)
 		}
-		if call == "loop" {
+		if call == "loop" || call == "spread" {
 			if len(args) < 1 {
 				fail("loop needs a count")
 			}
@@ -48,14 +78,23 @@ func main() {
 				fail("bad count %q", args[0])
 			}
 			args = args[1:]
-			loop(proto, ap, n)
+			loop(proto, ap, n, call == "spread")
 			continue
 		}
-		fmt.Printf("%s %s %s: %s\n", call, proto, addr, result(do(call, proto, ap)))
+		fmt.Printf("%s %s %s: %s\n", call, proto, addr, do(call, proto, ap))
 	}
 	if len(args) != 0 {
 		fail("trailing arguments %q", args)
 	}
+}
+
+func enterNetns(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Setns(fd, unix.CLONE_NEWNET)
 }
 
 func fail(format string, a ...any) {
@@ -74,61 +113,145 @@ func result(err error) string {
 	return err.Error()
 }
 
-// socket opens a socket of the family that ap needs.
-func socket(proto string, ap netip.AddrPort) (int, unix.Sockaddr, error) {
-	typ := unix.SOCK_STREAM
-	switch proto {
-	case "tcp":
-	case "udp":
-		typ = unix.SOCK_DGRAM
-	default:
-		fail("unknown protocol %q", proto)
+// kinds maps the socket kinds of the socket call to socket(2) arguments.
+var kinds = map[string]struct{ typ, proto4, proto6 int }{
+	"tcp":     {unix.SOCK_STREAM, 0, 0},
+	"udp":     {unix.SOCK_DGRAM, 0, 0},
+	"raw":     {unix.SOCK_RAW, unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6},
+	"icmp":    {unix.SOCK_DGRAM, unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6},
+	"udplite": {unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE, unix.IPPROTO_UDPLITE},
+}
+
+// socket opens a socket of a kind, of the family that ap needs.
+func socket(kind string, ap netip.AddrPort) (int, unix.Sockaddr, error) {
+	k, ok := kinds[kind]
+	if !ok {
+		fail("unknown protocol %q", kind)
 	}
 	if ap.Addr().Is4() {
-		fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+		fd, err := unix.Socket(unix.AF_INET, k.typ|unix.SOCK_CLOEXEC, k.proto4)
 		return fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, err
 	}
-	fd, err := unix.Socket(unix.AF_INET6, typ|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_INET6, k.typ|unix.SOCK_CLOEXEC, k.proto6)
 	return fd, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}, err
 }
 
-func do(call, proto string, ap netip.AddrPort) error {
+func do(call, proto string, ap netip.AddrPort) string {
 	fd, sa, err := socket(proto, ap)
-	if err != nil {
-		return err
+	if err != nil || call == "socket" {
+		if err == nil {
+			unix.Close(fd)
+		}
+		return result(err)
 	}
 	defer unix.Close(fd)
 	switch call {
 	case "connect":
-		return unix.Connect(fd, sa)
+		return result(unix.Connect(fd, sa))
 	case "sendto":
-		return unix.Sendto(fd, []byte("probe"), 0, sa)
+		return result(unix.Sendto(fd, []byte("probe"), 0, sa))
 	case "fastopen":
-		return unix.Sendto(fd, []byte("probe"), unix.MSG_FASTOPEN, sa)
+		return result(unix.Sendto(fd, []byte("probe"), unix.MSG_FASTOPEN, sa))
+	case "bind":
+		return result(unix.Bind(fd, sa))
+	case "dial":
+		return dial(fd, sa)
+	case "echo":
+		return echo(fd, sa)
+	case "reconnect":
+		fmt.Printf("%s %s %s: %s\n", call, proto, sockaddrString(sa), result(unix.Connect(fd, sa)))
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		return result(unix.Connect(fd, sa)) + " " + result(unix.Sendto(fd, []byte("probe"), 0, sa))
 	}
 	fail("unknown call %q", call)
-	return nil
+	return ""
+}
+
+// dial connects, reads what the server says first, and asks the kernel who
+// the peer is.
+func dial(fd int, sa unix.Sockaddr) string {
+	if err := unix.Connect(fd, sa); err != nil {
+		return result(err)
+	}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	buf := make([]byte, 256)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return result(err)
+	}
+	peer, err := unix.Getpeername(fd)
+	if err != nil {
+		return result(err)
+	}
+	return fmt.Sprintf("ok peer=%s reply=%s", sockaddrString(peer), strings.TrimSpace(string(buf[:max(n, 0)])))
+}
+
+// echo sends a datagram and reports where the answer came from.
+func echo(fd int, sa unix.Sockaddr) string {
+	if err := unix.Sendto(fd, []byte("probe"), 0, sa); err != nil {
+		return result(err)
+	}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	buf := make([]byte, 256)
+	n, from, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return result(err)
+	}
+	return fmt.Sprintf("ok from=%s reply=%s", sockaddrString(from), strings.TrimSpace(string(buf[:n])))
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return fmt.Sprintf("%T", sa)
 }
 
 // loop times n connect(2) calls on one socket: for UDP no packet is sent,
 // so the cost that a connect program adds shows directly. The calls go
 // straight to the kernel (RawSyscall, a prebuilt sockaddr), as tight as a C
 // loop, so that the Go runtime does not dilute the ratio.
-func loop(proto string, ap netip.AddrPort, n int) {
+func loop(proto string, ap netip.AddrPort, n int, spread bool) {
 	fd, _, err := socket(proto, ap)
 	if err != nil {
 		fail("socket: %v", err)
 	}
 	defer unix.Close(fd)
-	sa, size := rawSockaddr(ap)
-	start := time.Now()
-	for range n {
-		if _, _, errno := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(sa), size); errno != 0 {
-			fail("connect: %v", errno)
+	const spreadSize = 60000
+	sas := make([]unsafe.Pointer, 1, spreadSize)
+	sas[0], _ = rawSockaddr(ap)
+	_, size := rawSockaddr(ap)
+	if spread {
+		if !ap.Addr().Is4() {
+			fail("spread takes an IPv4 address")
+		}
+		base := ap.Addr().As4()
+		for i := 1; i < spreadSize; i++ {
+			a := base
+			a[2], a[3] = base[2]+byte(i>>8), base[3]+byte(i)
+			sa, _ := rawSockaddr(netip.AddrPortFrom(netip.AddrFrom4(a), ap.Port()))
+			sas = append(sas, sa)
 		}
 	}
-	runtime.KeepAlive(sa)
-	fmt.Printf("loop %s %s: %.1f ns/op\n", proto, ap, float64(time.Since(start).Nanoseconds())/float64(n))
+	failed := 0
+	var errno unix.Errno
+	start := time.Now()
+	for i := range n {
+		sa := sas[i%len(sas)]
+		if _, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(sa), size); e != 0 {
+			failed, errno = failed+1, e
+		}
+	}
+	elapsed := time.Since(start)
+	runtime.KeepAlive(sas)
+	fmt.Printf("loop %s %s: %.1f ns/op", proto, ap, float64(elapsed.Nanoseconds())/float64(n))
+	if failed > 0 {
+		fmt.Printf(" failed=%d errno=%s", failed, unix.ErrnoName(errno))
+	}
+	fmt.Println()
 }
 
 // rawSockaddr builds the kernel's sockaddr for ap once, on the heap.

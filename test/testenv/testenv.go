@@ -254,40 +254,13 @@ func ParseProbe(out string) map[string]string {
 // port, accepts and closes connections until the test ends, and returns the port.
 func ListenTCP(t testing.TB, ip string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		Unavailable(t, "listen on %s: %v", ip, err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).Port
+	return int(ServeTCP(t, net.JoinHostPort(ip, "0"), "").Port())
 }
 
 // ListenTCPPort listens on a loopback address and a given port, as ListenTCP.
 func ListenTCPPort(t testing.TB, ip string, port int) {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
-	if err != nil {
-		t.Fatalf("listen on %s port %d: %v", ip, port, err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ServeTCP(t, net.JoinHostPort(ip, fmt.Sprint(port)), "")
 }
 
 // FreePorts returns n distinct TCP ports that are free on both loopbacks now.
