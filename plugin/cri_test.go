@@ -233,6 +233,9 @@ type nodeOptions struct {
 	preinstall bool // containerd launches the plugin from its plugin_path
 	required   bool // the shipped drop-in that makes the plugin mandatory
 	validator  bool // NRI's default validator, with no plugin required
+	// configure, if set, runs before containerd starts and returns more
+	// config files for containerd to import.
+	configure func(t testing.TB, n *node) (imports []string)
 }
 
 // newNode starts containerd with the shipped NRI drop-ins (paths moved into
@@ -275,7 +278,10 @@ func newNode(t testing.TB, o nodeOptions) *node {
 	}
 	var extra string
 	if o.validator {
-		extra = "[plugins.\"io.containerd.nri.v1.nri\".default_validator]\n  enable = true\n"
+		extra += "[plugins.\"io.containerd.nri.v1.nri\".default_validator]\n  enable = true\n"
+	}
+	if o.configure != nil {
+		imports = append(imports, o.configure(t, n)...)
 	}
 	n.containerd = testenv.StartContainerd(t, testenv.ContainerdConfig{Imports: imports, Extra: extra, SandboxImage: pauseImage})
 	n.containerd.Import(t, testenv.OCIArchive(t, testenv.RootfsTar(t), []string{"/bin/sleep", "2147483647"}, pauseImage, probeImage))
