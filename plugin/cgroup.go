@@ -19,30 +19,31 @@ import (
 // whose name holds the container id: a container that moved its process
 // into a child cgroup of its own is still restricted as a whole.
 //
-// When no cgroup on the way names the container, the process's own cgroup
-// is used only if exact is set: at StartContainer, where the runtime holds
-// the process before it runs anything. Later, the pid might have been
-// reused, and a guess could restrict some other workload.
-func containerCgroup(mount string, pid uint32, id string, exact bool) (cgroup.Cgroup, error) {
+// If no cgroup on the way names the container, it refuses: the process may
+// sit in a cgroup that the runtime did not make for it (a runtime that
+// makes no cgroup v2 per container, on a hybrid host, leaves it in its own),
+// or the pid may have been reused since the runtime reported it. A policy
+// there would restrict something else than the container.
+func containerCgroup(mount string, pid uint32, id string) (cgroup.Cgroup, error) {
 	if pid == 0 {
 		return cgroup.Cgroup{}, fmt.Errorf("the runtime gave no pid for container %s", id)
+	}
+	if id == "" {
+		return cgroup.Cgroup{}, errors.New("the runtime gave no container id")
 	}
 	own, err := cgroup.OfPID(mount, int(pid))
 	if err != nil {
 		return cgroup.Cgroup{}, err
 	}
 	for p := own.Path; p != "/" && p != "."; p = path.Dir(p) {
-		if id != "" && strings.Contains(path.Base(p), id) {
+		if strings.Contains(path.Base(p), id) {
 			if p == own.Path {
 				return own, nil
 			}
 			return cgroup.Resolve(mount, p)
 		}
 	}
-	if exact {
-		return own, nil
-	}
-	return cgroup.Cgroup{}, fmt.Errorf("pid %d is in cgroup %s, which does not name container %s", pid, own.Path, id)
+	return cgroup.Cgroup{}, fmt.Errorf("pid %d of container %s is in cgroup %s, which is not the container's (no cgroup on its path names the container)", pid, id, own.Path)
 }
 
 // populated reports whether any process is left in a cgroup or its

@@ -497,11 +497,12 @@ func TestNRIFailedAttachFailsStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A "container" whose process is this test: its cgroup holds the
-	// plugin too, which cgpol refuses to restrict.
+	// A "container" whose process is this test: its cgroup is not the
+	// container's (it holds the plugin, too).
 	err = rt.start(pod, ctr, os.Getpid())
-	if err == nil || !strings.Contains(err.Error(), `cgpol: enforce cgpol.io/allow-ports="443": refusing to attach`) {
-		t.Errorf("StartContainer: got %v, want cgpol's refusal", err)
+	if want := `cgpol: enforce cgpol.io/allow-ports="443": pid ` + fmt.Sprint(os.Getpid()) + ` of container ` + ctr.Id +
+		` is in cgroup`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("StartContainer: got %v, want %q", err, want)
 	}
 }
 

@@ -179,7 +179,7 @@ func (p *plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, ctr *a
 		log.Debug("no policy")
 		return nil
 	}
-	cg, err := p.attach(cfg, pod, ctr, pol, true)
+	cg, err := p.attach(cfg, pod, ctr, pol)
 	if err != nil {
 		log.Error("refusing to start the container: cannot enforce its policy", "policy", pol.String(), "err", err)
 		return fmt.Errorf("cgpol: enforce %s: %w", pol, err)
@@ -188,13 +188,13 @@ func (p *plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, ctr *a
 	return nil
 }
 
-// attach enforces pol on the container's cgroup; see containerCgroup for exact.
-func (p *plugin) attach(cfg *nodeconfig.Config, pod *api.PodSandbox, ctr *api.Container, pol policy.Policy, exact bool) (cgroup.Cgroup, error) {
+// attach enforces pol on the container's cgroup (see containerCgroup).
+func (p *plugin) attach(cfg *nodeconfig.Config, pod *api.PodSandbox, ctr *api.Container, pol policy.Policy) (cgroup.Cgroup, error) {
 	mount, err := p.cgroupMount()
 	if err != nil {
 		return cgroup.Cgroup{}, err
 	}
-	cg, err := containerCgroup(mount, ctr.GetPid(), ctr.GetId(), exact)
+	cg, err := containerCgroup(mount, ctr.GetPid(), ctr.GetId())
 	if err != nil {
 		return cgroup.Cgroup{}, err
 	}

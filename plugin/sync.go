@@ -99,7 +99,7 @@ func (p *plugin) reconcile(pods []*api.PodSandbox, ctrs []*api.Container) {
 		if st, ok := attached[ctr.GetId()]; ok && st.Problem == "" {
 			continue
 		}
-		cg, err := p.attach(cfg, pod, ctr, pol, false)
+		cg, err := p.attach(cfg, pod, ctr, pol)
 		if err != nil {
 			log.Error("running container has no policy and cannot get it", "policy", pol.String(), "err", err)
 			failed++
