@@ -199,22 +199,48 @@ func TestContainerdEndToEnd(t *testing.T) {
 	}
 }
 
-func TestContainerdRestartRelaunchesThePlugin(t *testing.T) {
+// TestPluginTimeoutAndContainerdRestart stalls the plugin: NRI drops it
+// after plugin_request_timeout, the container in flight goes on without it,
+// and containerd kills the plugin and launches it again only when it
+// restarts, whose synchronization then repairs.
+func TestPluginTimeoutAndContainerdRestart(t *testing.T) {
 	n := newNode(t, nodeOptions{preinstall: true, validator: true})
 	allowed, denied := testenv.ListenTCP(t, "127.0.0.1"), testenv.ListenTCP(t, "127.0.0.1")
 	p := n.cri.runPod(t, "shop", map[string]string{policy.KeyAllowPorts: fmt.Sprintf("tcp:%d", allowed)}, n.parent)
 	web := n.cri.run(t, p, "web", "/bin/sleep", "3600")
+	pid := n.launchedPlugin(t)
 
-	if err := syscall.Kill(n.launchedPlugin(t), syscall.SIGKILL); err != nil {
+	// The plugin reads the node configuration for every container: make
+	// that a FIFO with no writer, and the plugin hangs in CreateContainer.
+	good, err := os.ReadFile(n.nodeConfig)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitForLog(t, n.containerd.Log, `connection to plugin \"10-cgpol\" closed`, 1)
-	// Without the required-plugins drop-in, containers start without it.
+	os.Remove(n.nodeConfig)
+	if err := syscall.Mkfifo(n.nodeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
 	late := n.cri.run(t, p, "late", "/bin/sleep", "3600")
-	expectConnects(t, "late, plugin down", n.cri.probe(t, late, connects(denied)...), map[int]string{denied: "ok"})
+	took := time.Since(start)
+	os.Remove(n.nodeConfig)
+	writeFile(t, n.nodeConfig, string(good))
+	waitForLog(t, n.containerd.Log, "closing plugin 10-cgpol, failed to handle CreateContainer request: context deadline exceeded", 1)
+	if took < 2*time.Second {
+		t.Errorf("the container was created in %v, before the plugin timed out (2s)", took)
+	}
+	expectConnects(t, "late, plugin timed out", n.cri.probe(t, late, connects(denied)...), map[int]string{denied: "ok"})
+	// The dropped plugin is gone (containerd kills it), and none comes back.
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pid, ok := n.findLaunchedPlugin(); ok {
+		t.Errorf("a plugin runs (pid %d) after NRI dropped it", pid)
+	}
 	// A pod can require the plugin by itself, with the validator enabled.
 	strict := n.cri.runPod(t, "strict", map[string]string{"required-plugins.noderesource.dev": "[cgpol]"}, n.parent)
-	_, err := n.cri.createContainer(strict, "app", "/bin/sleep", "3600")
+	_, err = n.cri.createContainer(strict, "app", "/bin/sleep", "3600")
 	if want := `required plugin "cgpol" not present`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("CreateContainer in a pod that requires the plugin: got %v, want %q", err, want)
 	}
