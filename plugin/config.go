@@ -19,6 +19,9 @@ type fileConfig struct {
 	// LogFile is where to append logs (--log-file). containerd discards
 	// what a plugin it launches writes to stderr.
 	LogFile string `json:"logFile,omitempty"`
+	// MetricsAddr is where to serve Prometheus metrics (--metrics-addr),
+	// e.g. ":9101". A plugin that containerd launches gets no flags.
+	MetricsAddr string `json:"metricsAddr,omitempty"`
 }
 
 // parseFileConfig parses the plugin's configuration; unknown fields are errors.
@@ -48,6 +51,9 @@ func (c fileConfig) apply(o options) options {
 	}
 	if c.LogFile != "" {
 		o.logFile = c.LogFile
+	}
+	if c.MetricsAddr != "" {
+		o.metricsAddr = c.MetricsAddr
 	}
 	return o
 }

@@ -7,12 +7,12 @@ import (
 )
 
 func TestParseFileConfig(t *testing.T) {
-	c, err := parseFileConfig("nodeConfig: /etc/cgpol/node.yaml\nlogLevel: debug\nlogFile: /var/log/cgpol-nri.log\n")
+	c, err := parseFileConfig("nodeConfig: /etc/cgpol/node.yaml\nlogLevel: debug\nlogFile: /var/log/cgpol-nri.log\nmetricsAddr: :9101\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := c.apply(options{nodeConfig: "/etc/cgpol/config.yaml", logLevel: "info", socket: "/s"})
-	want := options{nodeConfig: "/etc/cgpol/node.yaml", logLevel: "debug", logFile: "/var/log/cgpol-nri.log", socket: "/s"}
+	want := options{nodeConfig: "/etc/cgpol/node.yaml", logLevel: "debug", logFile: "/var/log/cgpol-nri.log", socket: "/s", metricsAddr: ":9101"}
 	if o != want {
 		t.Errorf("applied: got %+v, want %+v", o, want)
 	}

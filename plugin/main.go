@@ -42,13 +42,13 @@ const (
 // options are the plugin's settings, from flags and then from the
 // configuration that the runtime passes to a plugin it launches.
 type options struct {
-	socket     string // NRI socket of an external plugin
-	name, idx  string // registration name and index
-	nodeConfig string // cgpol's node configuration
-	logLevel   string
-	logFile    string // empty: stderr
-	logFormat  string // text or json
-	// The lead's Prometheus endpoint (--metrics-addr) belongs here.
+	socket      string // NRI socket of an external plugin
+	name, idx   string // registration name and index
+	nodeConfig  string // cgpol's node configuration
+	logLevel    string
+	logFile     string // empty: stderr
+	logFormat   string // text or json
+	metricsAddr string // where to serve Prometheus metrics; empty: nowhere
 }
 
 func main() {
@@ -75,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 
 	p := newPlugin(opts, logs)
+	p.ctx = ctx
+	p.startMetrics(opts.metricsAddr)
 	launched := os.Getenv(api.PluginSocketEnvVar) != ""
 	if err := p.newStub(launched); err != nil {
 		log.Error("cannot create the NRI stub", "err", err)
@@ -151,6 +153,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFile, "log-file", "", "append logs to `file` instead of stderr")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text (key=value) or json")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `address` (e.g. :9101, path /metrics)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: cgpol-nri [flags]\n\n"+

@@ -13,6 +13,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,10 +191,17 @@ type inProcessPlugin struct {
 
 func startPlugin(t *testing.T, rt *nriRuntime, nodeConfig string) *inProcessPlugin {
 	t.Helper()
+	return startPluginWith(t, rt, options{nodeConfig: nodeConfig})
+}
+
+// startPluginWith starts the plugin with these options, plus the harness's
+// socket, name, index and log level.
+func startPluginWith(t *testing.T, rt *nriRuntime, opts options) *inProcessPlugin {
+	t.Helper()
 	rt.mu.Lock()
 	n := rt.syncs + 1
 	rt.mu.Unlock()
-	opts := options{socket: rt.socket, name: "cgpol", idx: "10", nodeConfig: nodeConfig, logLevel: "debug"}
+	opts.socket, opts.name, opts.idx, opts.logLevel = rt.socket, "cgpol", "10", "debug"
 	logs, err := newLogOutput(newTestLog(t), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -202,6 +211,8 @@ func startPlugin(t *testing.T, rt *nriRuntime, nodeConfig string) *inProcessPlug
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	p.ctx = ctx
+	p.startMetrics(opts.metricsAddr)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -637,4 +648,47 @@ func TestNRIAttachesAfterCgpolIsReinstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectConnects(t, "second", startProbe(t, rt, parent, pod, second, connects(port)...), map[int]string{port: "EPERM"})
+}
+
+// With --metrics-addr the plugin serves the kernel's counters for the
+// containers it attached, in the Prometheus text format.
+func TestNRIServesMetrics(t *testing.T) {
+	testenv.Privileged(t)
+	cfg, _ := nodeConfig(t, "")
+	rt := newNRIRuntime(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePorts(t, 1)[0])
+	startPluginWith(t, rt, options{nodeConfig: cfg, metricsAddr: addr})
+	get := func() string {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			resp, err := http.Get("http://" + addr + "/metrics")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("GET /metrics: %s: %s", resp.Status, body)
+				}
+				return string(body)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET /metrics: %v", err)
+			}
+		}
+	}
+	if body := get(); !strings.Contains(body, "cgpol_attached_cgroups 0") {
+		t.Errorf("before any container: %q", body)
+	}
+	denied := testenv.ListenTCP(t, "127.0.0.1")
+	parent := testenv.NewCgroup(t)
+	pod := rt.runPod("shop", map[string]string{policy.KeyAllowPorts: "tcp:1"})
+	ctr, err := rt.create(pod, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startProbe(t, rt, parent, pod, ctr, connects(denied)...)
+	body := get()
+	want := `container="default/shop/web",container_id="` + ctr.Id + `",manager="nri",hook="connect4",verdict="denied"} 1`
+	if !strings.Contains(body, want) || !strings.Contains(body, "cgpol_attached_cgroups 1") {
+		t.Errorf("metrics lack %q:\n%s", want, body)
+	}
 }

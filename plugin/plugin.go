@@ -47,10 +47,22 @@ type plugin struct {
 	objs      *enforce.Objects
 	root      string // the bpffs root that objs were opened from
 	mount     string // the cgroup2 mount
+
+	metricsOnce sync.Once       // the metrics server starts once
+	ctx         context.Context // the plugin's lifetime, for the metrics server
 }
 
 func newPlugin(opts options, logs *logOutput) *plugin {
-	return &plugin{opts: opts, logs: logs, log: logs.logger}
+	return &plugin{opts: opts, logs: logs, log: logs.logger, ctx: context.Background()}
+}
+
+// startMetrics serves metrics on addr, once per plugin process, whether the
+// address came from a flag or from the runtime's configuration.
+func (p *plugin) startMetrics(addr string) {
+	if addr == "" {
+		return
+	}
+	p.metricsOnce.Do(func() { go p.serveMetrics(p.ctx, addr, p.log) })
 }
 
 // Configure takes the runtime's configuration for this plugin. An invalid
@@ -70,6 +82,7 @@ func (p *plugin) Configure(ctx context.Context, config, runtime, version string)
 	if err := p.logs.configure(p.opts.logLevel, p.opts.logFile); err != nil {
 		p.log.Error("cannot log as configured", "err", err)
 	}
+	p.startMetrics(p.opts.metricsAddr)
 	return 0, nil
 }
 
