@@ -401,9 +401,9 @@ func TestNRIInvalidAnnotationFailsCreate(t *testing.T) {
 			`cgpol: invalid annotation cgpol.io/allow-ports="80,99999": item 2 "99999": port 99999 is out of range; want 1-65535`},
 		{map[string]string{"cgpol.io/allow-port": "80"},
 			`cgpol: invalid annotation cgpol.io/allow-port="80": unknown cgpol annotation`},
-		// pkg/policy names the pod-wide key that a scoped key stands for.
+		// The error names the scoped key as the user wrote it.
 		{map[string]string{"allow-ports.cgpol.io/container.web": "tcp:"},
-			`cgpol: invalid annotation cgpol.io/allow-ports="tcp:": item 1 "tcp:": missing port number`},
+			`cgpol: invalid annotation allow-ports.cgpol.io/container.web="tcp:": item 1 "tcp:": missing port number`},
 		{map[string]string{"allow-ports.cgpol.io/web": "80"},
 			`cgpol: invalid annotation allow-ports.cgpol.io/web="80": a scoped cgpol key must be`},
 	} {

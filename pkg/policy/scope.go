@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -56,6 +57,15 @@ func ForContainer(annotations map[string]string, container string) (map[string]s
 				Err: fmt.Errorf("unknown cgpol annotation %s; known keys: %s", full, strings.Join(Keys, ", "))}
 		}
 		if target == container {
+			// Check the value here, so that an error names the key the
+			// user wrote rather than the pod-wide key it stands for.
+			if _, _, err := FromAnnotations(map[string]string{full: value}); err != nil {
+				var ae *AnnotationError
+				if errors.As(err, &ae) {
+					err = &AnnotationError{Key: key, Value: value, Err: ae.Err}
+				}
+				return nil, err
+			}
 			out[full] = value
 		}
 	}

@@ -43,6 +43,20 @@ func TestForContainerErrors(t *testing.T) {
 	}
 }
 
+// A bad scoped value names the key the user wrote; a bad value scoped to
+// another container is that container's problem.
+func TestForContainerNamesTheScopedKey(t *testing.T) {
+	pod := map[string]string{"allow-ports.cgpol.io/container.web": "80,x"}
+	_, err := ForContainer(pod, "web")
+	want := `invalid annotation allow-ports.cgpol.io/container.web="80,x": item 2 "x": "x" is not a port number; want 1-65535`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	if got, err := ForContainer(pod, "db"); err != nil || len(got) != 0 {
+		t.Errorf("another container: %v, %v", got, err)
+	}
+}
+
 func TestScopedKeyIsAValidKubernetesKey(t *testing.T) {
 	key := ScopedKey(KeyAllowPorts, strings.Repeat("a", 53))
 	prefix, name, _ := strings.Cut(key, "/")
