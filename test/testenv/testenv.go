@@ -302,3 +302,22 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Main runs a package's tests and then removes what the package's tests
+// built once for all of them (binaries, the rootfs). Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func Main(m *testing.M) int {
+	code := m.Run()
+	built.Lock()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	built.Unlock()
+	rootfs.Lock()
+	if rootfs.dir != "" {
+		os.RemoveAll(rootfs.dir)
+	}
+	rootfs.Unlock()
+	return code
+}
