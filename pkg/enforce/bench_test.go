@@ -249,3 +249,47 @@ func readInt(b *testing.B, file string) int64 {
 	}
 	return n
 }
+
+// BenchmarkOpenAttachDetach times, in one process, what the OCI hook does
+// for a container: open the install, attach a 100-port policy to a fresh
+// cgroup, and (as poststop does) open again and detach. Process start-up is
+// not included; the hook's own benchmark (test/e2e) measures exec to exit.
+func BenchmarkOpenAttachDetach(b *testing.B) {
+	objs := setupBench(b)
+	root := objs.Root
+	var items []string
+	for i := range 100 {
+		items = append(items, fmt.Sprint(20000+2*i))
+	}
+	p, _, _ := policy.FromAnnotations(map[string]string{policy.KeyAllowPorts: strings.Join(items, ",")})
+	var open, attach, detach []float64
+	for b.Loop() {
+		cg := testenv.NewCgroup(b)
+		t0 := time.Now()
+		o, err := Open(root)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := o.Attach(cg, compile.Compile(p), Label{Name: "bench", Container: cg.Path}); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		o.Close()
+		o, err = Open(root)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := o.Detach(cg.ID); err != nil {
+			b.Fatal(err)
+		}
+		o.Close()
+		t3 := time.Now()
+		open = append(open, float64(t1.Sub(t0).Microseconds()))
+		attach = append(attach, float64(t2.Sub(t1).Microseconds()))
+		detach = append(detach, float64(t3.Sub(t2).Microseconds()))
+	}
+	b.ReportMetric(median(open), "µs-open")
+	b.ReportMetric(median(attach), "µs-attach")
+	b.ReportMetric(median(detach), "µs-open+detach")
+}
