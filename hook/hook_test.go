@@ -296,3 +296,38 @@ func TestRefusesTheRuntimesOwnCgroupAndTheRoot(t *testing.T) {
 		t.Errorf("no pid: exit %d, %q", r.code, r.stderr)
 	}
 }
+
+// The policies of issue 5 go through the hook like allow-ports: address
+// rules, bind, redirect, audit and raw sockets, each checked in the
+// container's cgroup, and all removed at poststop.
+func TestHookEnforcesEveryPolicyKind(t *testing.T) {
+	testenv.Privileged(t)
+	root := testenv.BPFFS(t)
+	target := testenv.ServeTCP(t, "127.0.0.1:0", "target")
+	for i, c := range []struct {
+		ann  map[string]string
+		call []string
+		want string
+	}{
+		{map[string]string{"cgpol.io/allow-cidrs": "127.0.0.1"}, []string{"connect", "udp", "127.0.0.2:53"}, "EPERM"},
+		{map[string]string{"cgpol.io/allow-cidrs": "127.0.0.1", "cgpol.io/mode": "audit"}, []string{"connect", "udp", "127.0.0.2:53"}, "ok"},
+		{map[string]string{"cgpol.io/allow-bind": "8000-9000"}, []string{"bind", "tcp", "127.0.0.1:7999"}, "EPERM"},
+		{map[string]string{"cgpol.io/redirect": fmt.Sprintf("tcp:1=%s", target)}, []string{"dial", "tcp", "127.0.0.1:1"}, "ok peer=127.0.0.1:1 reply=target"},
+		{map[string]string{"cgpol.io/raw-sockets": "deny"}, []string{"socket", "raw", "127.0.0.1:0"}, "EPERM"},
+	} {
+		cg := testenv.NewCgroup(t)
+		id := fmt.Sprintf("kind-%d-%s", i, filepath.Base(cg.Path))
+		st := map[string]any{"ociVersion": "1.0.2", "id": id, "status": "creating", "pid": sleeper(t, cg), "annotations": c.ann}
+		if r := runHook(t, root, "createRuntime", st); r.code != 0 {
+			t.Fatalf("%v: createRuntime: exit %d: %s", c.ann, r.code, r.stderr)
+		}
+		key := strings.Join(c.call, " ")
+		if got := testenv.RunProbe(t, cg, c.call...)[key]; got != c.want {
+			t.Errorf("%v: %s = %q, want %q", c.ann, key, got, c.want)
+		}
+		if r := runHook(t, root, "poststop", map[string]any{"id": id, "status": "stopped"}); r.code != 0 {
+			t.Fatalf("%v: poststop: exit %d: %s", c.ann, r.code, r.stderr)
+		}
+	}
+	e2e.AssertNoAttachments(t, root)
+}

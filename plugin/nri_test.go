@@ -30,6 +30,7 @@ import (
 	"github.com/cgpol/cgpol/pkg/compile"
 	"github.com/cgpol/cgpol/pkg/enforce"
 	"github.com/cgpol/cgpol/pkg/policy"
+	"github.com/cgpol/cgpol/test/e2e"
 	"github.com/cgpol/cgpol/test/testenv"
 )
 
@@ -691,4 +692,39 @@ func TestNRIServesMetrics(t *testing.T) {
 	if !strings.Contains(body, want) || !strings.Contains(body, "cgpol_attached_cgroups 1") {
 		t.Errorf("metrics lack %q:\n%s", want, body)
 	}
+}
+
+// The policies of issue 5 go through the plugin like allow-ports: address
+// rules, bind, redirect, audit and raw sockets, each checked from the
+// container's first instruction.
+func TestNRIEnforcesEveryPolicyKind(t *testing.T) {
+	testenv.Privileged(t)
+	cfg, root := nodeConfig(t, "")
+	rt := newNRIRuntime(t)
+	startPlugin(t, rt, cfg)
+	parent := testenv.NewCgroup(t)
+	target := testenv.ServeTCP(t, "127.0.0.1:0", "target")
+	for i, c := range []struct {
+		ann  map[string]string
+		call []string
+		want string
+	}{
+		{map[string]string{policy.KeyAllowCIDRs: "127.0.0.1"}, []string{"connect", "udp", "127.0.0.2:53"}, "EPERM"},
+		{map[string]string{policy.KeyAllowCIDRs: "127.0.0.1", policy.KeyMode: "audit"}, []string{"connect", "udp", "127.0.0.2:53"}, "ok"},
+		{map[string]string{policy.KeyAllowBind: "8000-9000"}, []string{"bind", "tcp", "127.0.0.1:7999"}, "EPERM"},
+		{map[string]string{policy.KeyRedirect: fmt.Sprintf("tcp:1=%s", target)}, []string{"dial", "tcp", "127.0.0.1:1"}, "ok peer=127.0.0.1:1 reply=target"},
+		{map[string]string{policy.KeyRawSockets: "deny"}, []string{"socket", "raw", "127.0.0.1:0"}, "EPERM"},
+	} {
+		pod := rt.runPod(fmt.Sprintf("kind-%d", i), c.ann)
+		ctr, err := rt.create(pod, "app")
+		if err != nil {
+			t.Fatalf("%v: create: %v", c.ann, err)
+		}
+		key := strings.Join(c.call, " ")
+		if got := startProbe(t, rt, parent, pod, ctr, c.call...)[key]; got != c.want {
+			t.Errorf("%v: %s = %q, want %q", c.ann, key, got, c.want)
+		}
+		rt.remove(pod, ctr)
+	}
+	e2e.AssertNoAttachments(t, root)
 }
