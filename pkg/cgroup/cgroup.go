@@ -75,7 +75,7 @@ func parseMountInfo(r io.Reader) (string, error) {
 		if sep < 5 || sep+1 >= len(fields) || fields[sep+1] != "cgroup2" {
 			continue
 		}
-		return unescapeMountPath(fields[4]), nil
+		return UnescapeMountPath(fields[4]), nil
 	}
 	if err := scanner.Err(); err != nil {
 		return "", fmt.Errorf("read mountinfo: %w", err)
@@ -83,8 +83,9 @@ func parseMountInfo(r io.Reader) (string, error) {
 	return "", ErrNoCgroup2
 }
 
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
+// UnescapeMountPath undoes the octal escapes of a path in
+// /proc/self/mountinfo (\040 for a space).
+func UnescapeMountPath(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\\' && i+4 <= len(s) {

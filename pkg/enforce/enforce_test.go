@@ -203,7 +203,7 @@ func TestReattachReplacesThePolicy(t *testing.T) {
 		"connect udp " + addr("127.0.0.1", 100): "EPERM",
 		"connect udp " + addr("127.0.0.1", 200): "ok",
 	})
-	if n := countEntries(t, objs.Slots); n != 1 {
+	if n := testenv.CountEntries(t, objs.Slots); n != 1 {
 		t.Errorf("%d slots claimed after re-attach, want 1", n)
 	}
 	st, err := objs.StatusOf(cg.ID)
@@ -371,7 +371,7 @@ func TestGCReclaimsRemovedCgroups(t *testing.T) {
 	if _, err := os.Stat(objs.cgroupDir(cg.ID)); !os.IsNotExist(err) {
 		t.Errorf("links of the removed cgroup are still pinned: %v", err)
 	}
-	if n := countEntries(t, objs.Slots); n != 1 {
+	if n := testenv.CountEntries(t, objs.Slots); n != 1 {
 		t.Errorf("%d slots claimed, want 1 (the kept cgroup's)", n)
 	}
 	var owner uint64
@@ -382,7 +382,7 @@ func TestGCReclaimsRemovedCgroups(t *testing.T) {
 	if err := objs.Warm.Lookup(slot, &one); err != nil {
 		t.Errorf("released slot %d is not offered for reuse: %v", slot, err)
 	}
-	if n := countEntries(t, objs.Attachments); n != 1 {
+	if n := testenv.CountEntries(t, objs.Attachments); n != 1 {
 		t.Errorf("%d attachment records left, want 1", n)
 	}
 	expect(t, kept, map[string]string{"connect udp " + addr("127.0.0.1", 80): "EPERM"})
@@ -414,28 +414,11 @@ func assertNoState(t *testing.T, objs *Objects) {
 	if len(entries) != 0 {
 		t.Errorf("pinned cgroup dirs left: %v", entries)
 	}
-	if n := countEntries(t, objs.Slots); n != 0 {
+	if n := testenv.CountEntries(t, objs.Slots); n != 0 {
 		t.Errorf("%d slots still claimed", n)
 	}
-	if n := countEntries(t, objs.Attachments); n != 0 {
+	if n := testenv.CountEntries(t, objs.Attachments); n != 0 {
 		t.Errorf("%d attachment records left", n)
-	}
-}
-
-func countEntries(t *testing.T, m *ebpf.Map) int {
-	t.Helper()
-	n := 0
-	var key any // nil: the first key
-	next := make([]byte, m.KeySize())
-	for {
-		if err := m.NextKey(key, next); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return n
-			}
-			t.Fatal(err)
-		}
-		n++
-		key = append([]byte(nil), next...)
 	}
 }
 

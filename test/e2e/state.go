@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/cgpol/cgpol/pkg/enforce"
+	"github.com/cgpol/cgpol/test/testenv"
 )
 
 // AssertNoAttachments checks that the install under root holds no pins of
@@ -41,7 +42,7 @@ func AssertNoAttachments(t testing.TB, root string) {
 		m    *ebpf.Map
 	}{{"policy slots claimed", objs.Slots}, {"attachment records", objs.Attachments},
 		{"IPv4 rule maps", objs.CIDR4}, {"IPv6 rule maps", objs.CIDR6}, {"port set maps", objs.PortSets}, {"redirect maps", objs.Redirects}} {
-		if n := countEntries(t, m.m); n != 0 {
+		if n := testenv.CountEntries(t, m.m); n != 0 {
 			t.Errorf("%d %s left", n, m.name)
 		}
 	}
@@ -51,33 +52,5 @@ func AssertNoAttachments(t testing.TB, root string) {
 		if objs.Policies.Lookup(slot, &id) == nil && objs.Warm.Lookup(slot, &one) != nil {
 			t.Errorf("slot %d holds a policy map but is neither claimed nor offered for reuse", slot)
 		}
-	}
-}
-
-// countEntries counts the entries of a hash map, or the filled slots of an
-// array of maps.
-func countEntries(t testing.TB, m *ebpf.Map) int {
-	t.Helper()
-	n := 0
-	if m.Type() == ebpf.ArrayOfMaps {
-		for slot := range m.MaxEntries() {
-			var id uint32
-			if m.Lookup(slot, &id) == nil {
-				n++
-			}
-		}
-		return n
-	}
-	var key any // nil: the first key
-	next := make([]byte, m.KeySize())
-	for {
-		if err := m.NextKey(key, next); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return n
-			}
-			t.Fatalf("iterate %s: %v", m, err)
-		}
-		n++
-		key = append([]byte(nil), next...)
 	}
 }

@@ -292,7 +292,7 @@ func unmountUnder(dir string) error {
 		if len(fields) < 5 {
 			continue
 		}
-		p := unescapeOctal(fields[4])
+		p := cgroup.UnescapeMountPath(fields[4])
 		if p == dir || strings.HasPrefix(p, dir+"/") {
 			points = append(points, p)
 		}
@@ -304,25 +304,6 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// unescapeOctal undoes mountinfo's \NNN escapes.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func quoteList(items []string) string {
@@ -361,7 +342,7 @@ func removeV1Cgroups(t testing.TB, test string) {
 		if sep < 5 || sep+1 >= len(fields) || fields[sep+1] != "cgroup" {
 			continue
 		}
-		parent := filepath.Join(unescapeOctal(fields[4]), testParent)
+		parent := filepath.Join(cgroup.UnescapeMountPath(fields[4]), testParent)
 		dirs, _ := filepath.Glob(filepath.Join(parent, sanitize(test)+"-*"))
 		for _, dir := range dirs {
 			if err := removeTree(dir); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -321,3 +321,31 @@ func Main(m *testing.M) int {
 	rootfs.Unlock()
 	return code
 }
+
+// CountEntries counts the entries of a hash map, or the filled slots of an
+// array of maps.
+func CountEntries(t testing.TB, m *ebpf.Map) int {
+	t.Helper()
+	n := 0
+	if m.Type() == ebpf.ArrayOfMaps {
+		for slot := range m.MaxEntries() {
+			var id uint32
+			if m.Lookup(slot, &id) == nil {
+				n++
+			}
+		}
+		return n
+	}
+	var key any // nil: the first key
+	next := make([]byte, m.KeySize())
+	for {
+		if err := m.NextKey(key, next); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return n
+			}
+			t.Fatalf("iterate %s: %v", m, err)
+		}
+		n++
+		key = append([]byte(nil), next...)
+	}
+}
