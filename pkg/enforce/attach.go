@@ -188,11 +188,13 @@ func (o *Objects) slotOwner(slot uint32) uint64 {
 func (o *Objects) releaseSlot(slot uint32) {
 	o.clearRules(slot * 2)
 	o.clearRules(slot*2 + 1)
+	_ = o.Slots.Delete(slot)
+	// Offered for reuse only once unclaimed: a claimer that found it
+	// still claimed would drop it from the index.
 	var inner ebpf.MapID
 	if o.Policies.Lookup(slot, &inner) == nil && inner != 0 {
 		_ = o.Warm.Put(slot, uint8(1))
 	}
-	_ = o.Slots.Delete(slot)
 }
 
 // writeSlot puts the policy of a cgroup's first attach into its newly
